@@ -15,7 +15,7 @@ pub mod stats;
 
 pub use codes::*;
 pub use frame::{begin_frame, end_frame, FrameError, TCP_PREFIX_LEN};
-pub use reply::{Reply, ReplyError};
+pub use reply::{Answer, Reply, ReplyError};
 pub use request::{Header, ParseError, Request};
 pub use stats::{Counter, NUM_COUNTERS};
 

@@ -58,6 +58,46 @@ pub const fn data_reply_len(data_len: usize) -> usize {
     REPLY_HEADER_LEN + 4 + data_len
 }
 
+/// Every reply the server can send, before encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer<'a> {
+    /// A reply with no payload.
+    Code(ReplyCode),
+    /// `REP_ERR` with its error code.
+    Error(ErrorCode),
+    /// `size(4)` + bytes: a value or a key.
+    Data(ReplyCode, &'a [u8]),
+    /// The new value after INCR.
+    Incr(i64),
+    /// The STATS counters.
+    Stats(&'a [u64; NUM_COUNTERS]),
+}
+
+impl Answer<'_> {
+    /// Size of the encoded reply, header included.
+    pub fn encoded_len(&self) -> usize {
+        REPLY_HEADER_LEN
+            + match self {
+                Self::Code(_) => 0,
+                Self::Error(_) => 4,
+                Self::Data(_, d) => 4 + d.len(),
+                Self::Incr(_) => 12,
+                Self::Stats(_) => 4 + STATS_PAYLOAD_LEN,
+            }
+    }
+
+    /// Appends the reply to `out` (no TCP prefix).
+    pub fn encode(&self, id: u32, out: &mut Vec<u8>) {
+        match *self {
+            Self::Code(code) => put_code(out, id, code),
+            Self::Error(err) => put_error(out, id, err),
+            Self::Data(code, data) => put_data(out, id, code, data),
+            Self::Incr(v) => put_incr(out, id, v),
+            Self::Stats(counters) => put_stats(out, id, counters),
+        }
+    }
+}
+
 /// A parsed reply: the header, and the payload still raw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reply<'a> {
@@ -182,6 +222,22 @@ mod tests {
         put_incr(&mut out, 1, -58);
         let r = Reply::parse(&out).unwrap();
         assert_eq!(r.incr_value(), Some(-58));
+    }
+
+    #[test]
+    fn answer_encoded_len_matches_the_encoding() {
+        let counters = [7u64; NUM_COUNTERS];
+        for a in [
+            Answer::Code(ReplyCode::NotIn),
+            Answer::Error(ErrorCode::ReadOnly),
+            Answer::Data(ReplyCode::Ok, b"abc"),
+            Answer::Incr(42),
+            Answer::Stats(&counters),
+        ] {
+            let mut out = Vec::new();
+            a.encode(1, &mut out);
+            assert_eq!(out.len(), a.encoded_len(), "{a:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,64 @@
+# nmdb: build, test, install.
+#
+#   make            build the server, the library and nmdb-stats (release)
+#   make run        build and start the server in the foreground on ./database
+#   make check      install what tests need, then build and run every test
+#   make install    install under $(DESTDIR)$(PREFIX); then run ldconfig
+#   make uninstall  remove what install put there
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+CARGO ?= cargo
+VERSION := 0.24.0
+MAJOR := $(firstword $(subst ., ,$(VERSION)))
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+REL := $(TARGET_DIR)/release
+
+BINDIR := $(DESTDIR)$(PREFIX)/bin
+LIBDIR := $(DESTDIR)$(PREFIX)/lib
+INCDIR := $(DESTDIR)$(PREFIX)/include
+PCDIR := $(LIBDIR)/pkgconfig
+MAN1DIR := $(DESTDIR)$(PREFIX)/share/man/man1
+MAN3DIR := $(DESTDIR)$(PREFIX)/share/man/man3
+
+.PHONY: all build run check test install uninstall clean
+
+all: build
+
+build:
+	@scripts/deps.sh build
+	$(CARGO) build --release --workspace
+
+run:
+	@scripts/deps.sh build
+	$(CARGO) build --release -p nmdb-server
+	$(REL)/nmdb -f -d ./database
+
+check test:
+	@scripts/deps.sh test
+	$(CARGO) fmt --all -- --check
+	$(CARGO) build --release --workspace
+	$(CARGO) nextest run --release --workspace --no-fail-fast
+
+install:
+	@test -x $(REL)/nmdb -a -f $(REL)/libnmdb.so || { echo "run 'make' first" >&2; exit 1; }
+	install -d $(BINDIR) $(LIBDIR) $(INCDIR) $(PCDIR) $(MAN1DIR) $(MAN3DIR)
+	install -m 755 $(REL)/nmdb $(REL)/nmdb-stats $(BINDIR)/
+	install -m 755 $(REL)/libnmdb.so $(LIBDIR)/libnmdb.so.$(VERSION)
+	ln -sf libnmdb.so.$(VERSION) $(LIBDIR)/libnmdb.so.$(MAJOR)
+	ln -sf libnmdb.so.$(MAJOR) $(LIBDIR)/libnmdb.so
+	install -m 644 $(REL)/libnmdb.a $(LIBDIR)/libnmdb.a
+	install -m 644 include/nmdb.h $(INCDIR)/nmdb.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' libnmdb/libnmdb.pc.in > $(PCDIR)/libnmdb.pc
+	chmod 644 $(PCDIR)/libnmdb.pc
+	install -m 644 man/nmdb.1 man/nmdb-stats.1 $(MAN1DIR)/
+	install -m 644 man/libnmdb.3 $(MAN3DIR)/
+
+uninstall:
+	rm -f $(BINDIR)/nmdb $(BINDIR)/nmdb-stats
+	rm -f $(LIBDIR)/libnmdb.so.$(VERSION) $(LIBDIR)/libnmdb.so.$(MAJOR) $(LIBDIR)/libnmdb.so $(LIBDIR)/libnmdb.a
+	rm -f $(INCDIR)/nmdb.h $(PCDIR)/libnmdb.pc
+	rm -f $(MAN1DIR)/nmdb.1 $(MAN1DIR)/nmdb-stats.1 $(MAN3DIR)/libnmdb.3
+
+clean:
+	$(CARGO) clean

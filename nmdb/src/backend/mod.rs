@@ -1,0 +1,185 @@
+//! Storage behind the cache: a small trait with no engine type in its
+//! signatures, so the server core neither knows nor cares which engine runs.
+//!
+//! Every method reports "missing" (`Ok(None)`) apart from "failed" (`Err`).
+//! Writes come in batches: the database queue groups consecutive writes so
+//! one engine write (and, for synchronous requests, one fsync) serves many
+//! requests.
+
+mod null;
+mod rocks;
+
+pub use null::NullBackend;
+pub use rocks::RocksBackend;
+
+use std::fmt;
+use std::path::Path;
+
+/// One change in a write batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    Put { key: Vec<u8>, value: Vec<u8> },
+    Delete { key: Vec<u8> },
+}
+
+/// A backend failure, with enough context to log.
+#[derive(Debug)]
+pub enum BackendError {
+    /// The backend cannot do this at all (e.g. the null backend iterating).
+    Unsupported(&'static str),
+    /// The engine reported an error.
+    Engine(String),
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unsupported(what) => write!(f, "the backend cannot {what}"),
+            Self::Engine(msg) => write!(f, "database error: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for BackendError {}
+
+pub type BackendResult<T> = Result<T, BackendError>;
+
+/// What the database queue needs from a storage engine. Implementations
+/// must be usable from several worker threads at once.
+pub trait Backend: Send + Sync {
+    /// The stored value of `key`.
+    fn get(&self, key: &[u8]) -> BackendResult<Option<Vec<u8>>>;
+
+    /// Applies `ops` in order, atomically. With `sync`, returns only once
+    /// the batch is durable (survives the process being killed).
+    fn write(&self, ops: &[WriteOp], sync: bool) -> BackendResult<()>;
+
+    /// Some key of the database (the start of a walk), `None` when empty.
+    fn first_key(&self) -> BackendResult<Option<Vec<u8>>>;
+
+    /// The key after `key` in the walk; `None` at the end of the walk or
+    /// when `key` itself is not stored.
+    fn next_key(&self, key: &[u8]) -> BackendResult<Option<Vec<u8>>>;
+
+    /// Makes every applied write durable; called once before a clean exit.
+    fn flush(&self) -> BackendResult<()>;
+}
+
+/// The backends this server can run, by the name given to `-b`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Rocksdb,
+    Null,
+}
+
+impl BackendKind {
+    pub const SUPPORTED: &'static str = "rocksdb, null";
+
+    /// Backend names of the original server whose files we cannot read.
+    pub const FOREIGN: [&'static str; 5] = ["qdbm", "bdb", "tdb", "tc", "leveldb"];
+
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "rocksdb" => Ok(Self::Rocksdb),
+            "null" => Ok(Self::Null),
+            other if Self::FOREIGN.contains(&other) => Err(format!(
+                "backend '{other}' is not supported by this nmdb (supported: {}); \
+                 a database written by the original's {other} backend is in another \
+                 format and cannot be opened as RocksDB",
+                Self::SUPPORTED
+            )),
+            other => Err(format!(
+                "unknown backend '{other}' (supported: {})",
+                Self::SUPPORTED
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rocksdb => "rocksdb",
+            Self::Null => "null",
+        }
+    }
+
+    /// Opens (creating when missing) the database at `path`.
+    pub fn open(self, path: &Path) -> BackendResult<Box<dyn Backend>> {
+        Ok(match self {
+            Self::Rocksdb => Box::new(RocksBackend::open(path)?),
+            Self::Null => Box::new(NullBackend),
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod conformance {
+    //! One suite every backend that stores data must pass.
+    use super::*;
+
+    fn put(k: &[u8], v: &[u8]) -> WriteOp {
+        WriteOp::Put {
+            key: k.to_vec(),
+            value: v.to_vec(),
+        }
+    }
+
+    fn del(k: &[u8]) -> WriteOp {
+        WriteOp::Delete { key: k.to_vec() }
+    }
+
+    pub fn missing_key_is_none_not_error(b: &dyn Backend) {
+        assert_eq!(b.get(b"absent").unwrap(), None);
+    }
+
+    pub fn batch_applies_in_order(b: &dyn Backend) {
+        b.write(
+            &[
+                put(b"k", b"1"),
+                put(b"k", b"2"),
+                put(b"gone", b"x"),
+                del(b"gone"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(b.get(b"k").unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(b.get(b"gone").unwrap(), None);
+    }
+
+    pub fn sync_write_is_readable(b: &dyn Backend) {
+        b.write(&[put(b"s", b"v")], true).unwrap();
+        assert_eq!(b.get(b"s").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+
+    pub fn empty_and_binary_values_round_trip(b: &dyn Backend) {
+        b.write(&[put(b"", b""), put(b"\0\xff", b"\0\x01\0")], false)
+            .unwrap();
+        assert_eq!(b.get(b"").unwrap().as_deref(), Some(&b""[..]));
+        assert_eq!(b.get(b"\0\xff").unwrap().as_deref(), Some(&b"\0\x01\0"[..]));
+    }
+
+    pub fn walk_visits_every_key_once(b: &dyn Backend) {
+        assert_eq!(b.first_key().unwrap(), None);
+        let keys: Vec<Vec<u8>> = (0..50u8).map(|i| vec![b'k', i]).collect();
+        let ops: Vec<_> = keys.iter().map(|k| put(k, b"v")).collect();
+        b.write(&ops, false).unwrap();
+        let mut seen = Vec::new();
+        let mut cur = b.first_key().unwrap();
+        while let Some(k) = cur {
+            cur = b.next_key(&k).unwrap();
+            seen.push(k);
+        }
+        seen.sort();
+        assert_eq!(seen, keys);
+        assert_eq!(b.next_key(b"not stored").unwrap(), None);
+    }
+
+    /// Runs the whole suite on a fresh backend from `make`.
+    pub fn run_all(make: &dyn Fn() -> Box<dyn Backend>) {
+        missing_key_is_none_not_error(&*make());
+        batch_applies_in_order(&*make());
+        sync_write_is_readable(&*make());
+        empty_and_binary_values_round_trip(&*make());
+        walk_visits_every_key_once(&*make());
+    }
+}

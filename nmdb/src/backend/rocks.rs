@@ -1,0 +1,134 @@
+//! RocksDB, the default backend. The database directory is created when
+//! missing. Asynchronous requests write through the WAL without fsync (a
+//! process crash keeps them, since the WAL is in the kernel's page cache);
+//! synchronous ones fsync the WAL before returning.
+
+use super::{Backend, BackendError, BackendResult, WriteOp};
+use rocksdb::{Options, WriteBatch, WriteOptions, DB};
+use std::path::Path;
+
+pub struct RocksBackend {
+    db: DB,
+    async_write: WriteOptions,
+    sync_write: WriteOptions,
+}
+
+fn engine(e: rocksdb::Error) -> BackendError {
+    BackendError::Engine(e.into_string())
+}
+
+impl RocksBackend {
+    pub fn open(path: &Path) -> BackendResult<Self> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.increase_parallelism(
+            std::thread::available_parallelism().map_or(2, |n| n.get()) as i32
+        );
+        // Concurrent writers from several queue workers share one WAL write.
+        opts.set_enable_pipelined_write(true);
+        let db = DB::open(&opts, path).map_err(|e| {
+            BackendError::Engine(format!("opening {}: {}", path.display(), e.into_string()))
+        })?;
+        let mut sync_write = WriteOptions::default();
+        sync_write.set_sync(true);
+        Ok(Self {
+            db,
+            async_write: WriteOptions::default(),
+            sync_write,
+        })
+    }
+}
+
+impl Backend for RocksBackend {
+    fn get(&self, key: &[u8]) -> BackendResult<Option<Vec<u8>>> {
+        self.db.get(key).map_err(engine)
+    }
+
+    fn write(&self, ops: &[WriteOp], sync: bool) -> BackendResult<()> {
+        let mut batch = WriteBatch::default();
+        for op in ops {
+            match op {
+                WriteOp::Put { key, value } => batch.put(key, value),
+                WriteOp::Delete { key } => batch.delete(key),
+            }
+        }
+        let opts = if sync {
+            &self.sync_write
+        } else {
+            &self.async_write
+        };
+        self.db.write_opt(batch, opts).map_err(engine)
+    }
+
+    fn first_key(&self) -> BackendResult<Option<Vec<u8>>> {
+        let mut it = self.db.raw_iterator();
+        it.seek_to_first();
+        it.status().map_err(engine)?;
+        Ok(it.key().map(<[u8]>::to_vec))
+    }
+
+    fn next_key(&self, key: &[u8]) -> BackendResult<Option<Vec<u8>>> {
+        let mut it = self.db.raw_iterator();
+        it.seek(key);
+        it.status().map_err(engine)?;
+        if it.key() != Some(key) {
+            return Ok(None);
+        }
+        it.next();
+        it.status().map_err(engine)?;
+        Ok(it.key().map(<[u8]>::to_vec))
+    }
+
+    fn flush(&self) -> BackendResult<()> {
+        self.db.flush_wal(true).map_err(engine)?;
+        self.db.flush().map_err(engine)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::conformance;
+
+    fn temp_dir(tag: &str) -> std::path::PathBuf {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("nmdb-rocks-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn passes_the_backend_conformance_suite() {
+        conformance::run_all(&|| Box::new(RocksBackend::open(&temp_dir("conf")).unwrap()));
+    }
+
+    #[test]
+    fn creates_a_missing_directory_and_reopens_with_data() {
+        let dir = temp_dir("reopen");
+        {
+            let b = RocksBackend::open(&dir).unwrap();
+            b.write(
+                &[WriteOp::Put {
+                    key: b"k".to_vec(),
+                    value: b"v".to_vec(),
+                }],
+                false,
+            )
+            .unwrap();
+            b.flush().unwrap();
+        }
+        let b = RocksBackend::open(&dir).unwrap();
+        assert_eq!(b.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn opening_a_file_instead_of_a_directory_is_an_error_with_the_path() {
+        let file = temp_dir("file");
+        std::fs::write(&file, b"not a database").unwrap();
+        let err = RocksBackend::open(&file).err().expect("must fail");
+        assert!(err.to_string().contains(&file.display().to_string()));
+        std::fs::remove_file(&file).unwrap();
+    }
+}

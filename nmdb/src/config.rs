@@ -1,0 +1,395 @@
+//! The command line, option for option the original's, plus long options
+//! for what is new. Every default lives in [`defaults`]; the help text, the
+//! man page and the code read them from there (a test compares them).
+//!
+//! Everything is validated here, before any file or socket is opened.
+
+use crate::backend::BackendKind;
+use clap::Parser;
+use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
+use std::path::PathBuf;
+
+pub mod defaults {
+    use nmdb_proto::{DEFAULT_INET_PORT, DEFAULT_TIPC_PORT};
+
+    pub const BACKEND: &str = "rocksdb";
+    pub const DB_PATH: &str = "database";
+    pub const TIPC_LOWER: u32 = DEFAULT_TIPC_PORT;
+    pub const TCP_PORT: u16 = DEFAULT_INET_PORT;
+    pub const UDP_PORT: u16 = DEFAULT_INET_PORT;
+    pub const SCTP_PORT: u16 = DEFAULT_INET_PORT;
+    pub const LISTEN_ADDR: &str = "0.0.0.0";
+    /// Cache size in thousands of objects (times 1024).
+    pub const CACHE_THOUSANDS: usize = 128;
+    /// Objects per "thousand", as the original counts them.
+    pub const CACHE_UNIT: usize = 1024;
+}
+
+/// The options as typed; see [`Config`] for the validated form.
+#[derive(Parser, Debug)]
+#[command(
+    name = "nmdb",
+    version,
+    about = "nmdb: a network cache and database server (TIPC, TCP, UDP, SCTP)",
+    disable_version_flag = true,
+    after_help = "Signals: SIGTERM/SIGINT exit cleanly (queued writes are applied), SIGHUP \
+                  reopens the log file, SIGUSR1 switches to read-only, SIGUSR2 toggles passive mode."
+)]
+struct Args {
+    /// Storage backend: rocksdb or null
+    #[arg(short = 'b', value_name = "backend", default_value = defaults::BACKEND)]
+    backend: String,
+    /// Database path (created if missing)
+    #[arg(short = 'd', value_name = "dbpath", default_value = defaults::DB_PATH)]
+    dbpath: PathBuf,
+    /// Lowest TIPC instance (port) to bind
+    #[arg(short = 'l', value_name = "lower", default_value_t = defaults::TIPC_LOWER)]
+    tipc_lower: u32,
+    /// Highest TIPC instance to bind (default: the same as lower)
+    #[arg(short = 'L', value_name = "upper")]
+    tipc_upper: Option<u32>,
+    /// TCP listening port
+    #[arg(short = 't', value_name = "tcpport", default_value_t = defaults::TCP_PORT)]
+    tcp_port: u16,
+    /// TCP listening address
+    #[arg(short = 'T', value_name = "tcpaddr", default_value = defaults::LISTEN_ADDR)]
+    tcp_addr: String,
+    /// UDP listening port
+    #[arg(short = 'u', value_name = "udpport", default_value_t = defaults::UDP_PORT)]
+    udp_port: u16,
+    /// UDP listening address
+    #[arg(short = 'U', value_name = "udpaddr", default_value = defaults::LISTEN_ADDR)]
+    udp_addr: String,
+    /// SCTP listening port
+    #[arg(short = 's', value_name = "sctpport", default_value_t = defaults::SCTP_PORT)]
+    sctp_port: u16,
+    /// SCTP listening address
+    #[arg(short = 'S', value_name = "sctpaddr", default_value = defaults::LISTEN_ADDR)]
+    sctp_addr: String,
+    /// Cache size, in thousands of objects
+    #[arg(short = 'c', value_name = "nobj", default_value_t = defaults::CACHE_THOUSANDS)]
+    cache_thousands: usize,
+    /// Log to this file ('-' is standard output) [default: standard output]
+    #[arg(short = 'o', value_name = "fname")]
+    log_file: Option<PathBuf>,
+    /// Write the process id to this file
+    #[arg(short = 'i', value_name = "pidfile")]
+    pid_file: Option<PathBuf>,
+    /// Stay in the foreground
+    #[arg(short = 'f')]
+    foreground: bool,
+    /// Passive mode: process requests, never reply
+    #[arg(short = 'p')]
+    passive: bool,
+    /// Read-only mode: refuse every change
+    #[arg(short = 'r')]
+    read_only: bool,
+    /// Never fill the cache from database reads (the original's behaviour)
+    #[arg(long = "no-cache-fill")]
+    no_cache_fill: bool,
+    /// Do not listen on TIPC
+    #[arg(long = "no-tipc")]
+    no_tipc: bool,
+    /// Do not listen on TCP
+    #[arg(long = "no-tcp")]
+    no_tcp: bool,
+    /// Do not listen on UDP
+    #[arg(long = "no-udp")]
+    no_udp: bool,
+    /// Do not listen on SCTP
+    #[arg(long = "no-sctp")]
+    no_sctp: bool,
+}
+
+/// Where an IP transport listens, or `None` when switched off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    pub addr: IpAddr,
+    pub port: u16,
+    /// The user named the address or port: failing to start this transport
+    /// is then an error, not a log line.
+    pub explicit: bool,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub backend: BackendKind,
+    pub db_path: PathBuf,
+    /// TIPC name sequence `{lower, upper}`, or `None` when switched off.
+    pub tipc: Option<(u32, u32, bool)>,
+    pub tcp: Option<Listen>,
+    pub udp: Option<Listen>,
+    pub sctp: Option<Listen>,
+    /// Cache capacity in objects.
+    pub cache_objects: usize,
+    pub log_file: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub foreground: bool,
+    pub passive: bool,
+    pub read_only: bool,
+    pub cache_fill: bool,
+}
+
+fn resolve(host: &str, what: &str) -> Result<IpAddr, String> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    let addrs = (host, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("{what} '{host}' is not an address or a known host name: {e}"))?;
+    let addrs: Vec<_> = addrs.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .map(|a| a.ip())
+        .ok_or_else(|| format!("{what} '{host}' has no address"))
+}
+
+/// True when the user gave option `-<short>` (in any spelling).
+fn given(matches: &clap::ArgMatches, id: &str) -> bool {
+    matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+}
+
+impl Config {
+    /// Parses and validates `args` (program name first). `Err` carries the
+    /// message to print and whether it is help (exit 0) or an error.
+    pub fn from_args<I, T>(args: I) -> Result<Config, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let mut cmd = Args::command();
+        let matches = cmd.try_get_matches_from_mut(args)?;
+        let a = Args::from_arg_matches(&matches)?;
+        let invalid = |msg: String| {
+            cmd.clone()
+                .error(clap::error::ErrorKind::ValueValidation, msg)
+        };
+
+        let backend = BackendKind::parse(&a.backend).map_err(invalid)?;
+        if a.cache_thousands == 0 {
+            return Err(invalid(
+                "cache size (-c) must be at least 1 (thousands of objects)".into(),
+            ));
+        }
+        let cache_objects = a
+            .cache_thousands
+            .checked_mul(defaults::CACHE_UNIT)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "cache size (-c) {} is too large",
+                    a.cache_thousands
+                ))
+            })?;
+        let upper = a.tipc_upper.unwrap_or(a.tipc_lower);
+        if upper < a.tipc_lower {
+            return Err(invalid(format!(
+                "TIPC upper port (-L {upper}) is below the lower port (-l {})",
+                a.tipc_lower
+            )));
+        }
+        let listen =
+            |off: bool, addr: &str, port: u16, addr_id: &str, port_id: &str, what: &str| {
+                if off {
+                    return Ok(None);
+                }
+                Ok(Some(Listen {
+                    addr: resolve(addr, what)?,
+                    port,
+                    explicit: given(&matches, addr_id) || given(&matches, port_id),
+                }))
+            };
+        let tcp = listen(
+            a.no_tcp,
+            &a.tcp_addr,
+            a.tcp_port,
+            "tcp_addr",
+            "tcp_port",
+            "TCP address",
+        )
+        .map_err(invalid)?;
+        let udp = listen(
+            a.no_udp,
+            &a.udp_addr,
+            a.udp_port,
+            "udp_addr",
+            "udp_port",
+            "UDP address",
+        )
+        .map_err(invalid)?;
+        let sctp = listen(
+            a.no_sctp,
+            &a.sctp_addr,
+            a.sctp_port,
+            "sctp_addr",
+            "sctp_port",
+            "SCTP address",
+        )
+        .map_err(invalid)?;
+        let tipc_explicit = given(&matches, "tipc_lower") || given(&matches, "tipc_upper");
+        let log_file = a.log_file.filter(|p| p.as_os_str() != "-");
+        Ok(Config {
+            backend,
+            db_path: a.dbpath,
+            tipc: (!a.no_tipc).then_some((a.tipc_lower, upper, tipc_explicit)),
+            tcp,
+            udp,
+            sctp,
+            cache_objects,
+            log_file,
+            pid_file: a.pid_file,
+            foreground: a.foreground,
+            passive: a.passive,
+            read_only: a.read_only,
+            cache_fill: !a.no_cache_fill,
+        })
+    }
+
+    /// A configuration for tests and embedding: foreground, loopback TCP
+    /// and UDP on free ports, no TIPC or SCTP.
+    pub fn loopback(db_path: impl Into<PathBuf>) -> Config {
+        let lo = Listen {
+            addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
+            explicit: true,
+        };
+        Config {
+            backend: BackendKind::Rocksdb,
+            db_path: db_path.into(),
+            tipc: None,
+            tcp: Some(lo.clone()),
+            udp: Some(lo),
+            sctp: None,
+            cache_objects: defaults::CACHE_THOUSANDS * defaults::CACHE_UNIT,
+            log_file: None,
+            pid_file: None,
+            foreground: true,
+            passive: false,
+            read_only: false,
+            cache_fill: true,
+        }
+    }
+
+    /// The help text (`nmdb -h`).
+    pub fn help() -> String {
+        use clap::CommandFactory;
+        Args::command().render_help().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::from_args(std::iter::once("nmdb").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_match_the_original() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.backend, BackendKind::Rocksdb);
+        assert_eq!(c.db_path, PathBuf::from("database"));
+        assert_eq!(c.tipc, Some((10, 10, false)));
+        let tcp = c.tcp.unwrap();
+        assert_eq!(
+            (tcp.addr.to_string().as_str(), tcp.port, tcp.explicit),
+            ("0.0.0.0", 26010, false)
+        );
+        assert_eq!(c.udp.unwrap().port, 26010);
+        assert_eq!(c.sctp.unwrap().port, 26010);
+        assert_eq!(c.cache_objects, 128 * 1024);
+        assert!(!c.foreground && !c.passive && !c.read_only && c.cache_fill);
+    }
+
+    #[test]
+    fn original_options_are_accepted() {
+        let c = parse(&[
+            "-b",
+            "null",
+            "-d",
+            "/tmp/x",
+            "-l",
+            "11",
+            "-L",
+            "13",
+            "-t",
+            "1",
+            "-T",
+            "127.0.0.1",
+            "-u",
+            "2",
+            "-U",
+            "127.0.0.1",
+            "-s",
+            "3",
+            "-S",
+            "127.0.0.1",
+            "-c",
+            "2",
+            "-o",
+            "-",
+            "-i",
+            "/tmp/pid",
+            "-f",
+            "-p",
+            "-r",
+        ])
+        .unwrap();
+        assert_eq!(c.backend, BackendKind::Null);
+        assert_eq!(c.tipc, Some((11, 13, true)));
+        assert_eq!(c.tcp.as_ref().unwrap().port, 1);
+        assert!(c.tcp.unwrap().explicit);
+        assert_eq!(c.cache_objects, 2048);
+        assert_eq!(c.log_file, None);
+        assert!(c.foreground && c.passive && c.read_only);
+    }
+
+    #[test]
+    fn zero_cache_size_is_an_error_not_a_crash() {
+        let e = parse(&["-c", "0"]).unwrap_err();
+        assert!(e.to_string().contains("cache size"), "{e}");
+        assert!(parse(&["-c", "lots"]).is_err());
+    }
+
+    #[test]
+    fn port_out_of_range_is_an_error() {
+        assert!(parse(&["-t", "65536"]).is_err());
+        assert!(parse(&["-u", "-1"]).is_err());
+    }
+
+    #[test]
+    fn the_originals_other_backends_are_refused_with_a_reason() {
+        for name in ["qdbm", "tdb", "bdb", "tc", "leveldb"] {
+            let e = parse(&["-b", name]).unwrap_err().to_string();
+            assert!(
+                e.contains("another format") && e.contains("rocksdb, null"),
+                "{e}"
+            );
+        }
+        assert!(parse(&["-b", "mysql"])
+            .unwrap_err()
+            .to_string()
+            .contains("unknown backend"));
+    }
+
+    #[test]
+    fn tipc_upper_below_lower_is_an_error() {
+        assert!(parse(&["-l", "12", "-L", "11"]).is_err());
+    }
+
+    #[test]
+    fn transports_can_be_switched_off() {
+        let c = parse(&["--no-tipc", "--no-sctp", "--no-udp"]).unwrap();
+        assert!(c.tipc.is_none() && c.sctp.is_none() && c.udp.is_none() && c.tcp.is_some());
+    }
+
+    #[test]
+    fn help_is_not_an_error() {
+        let e = parse(&["-h"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp);
+    }
+}

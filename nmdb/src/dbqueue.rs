@@ -1,0 +1,391 @@
+//! The ordered database queue.
+//!
+//! Requests that need the database are handed to one of several worker
+//! threads, chosen by key hash: every request on a key goes to the same
+//! worker, so per key the database sees requests in the order the server
+//! received them, while different keys proceed on different cores. A key
+//! walk is a barrier through every worker, so it sees every write received
+//! before it.
+//!
+//! A worker takes whatever has queued up and applies consecutive writes as
+//! one batch: one engine write, and one fsync for all the synchronous
+//! requests in it (group commit). Reads look through the not yet applied
+//! batch first, so they never force it out early and always see the writes
+//! that came before them. Replies that promise durability or a database
+//! result (sync SET/DEL, CAS, INCR) are sent only after their batch is
+//! written.
+
+use crate::backend::{Backend, BackendError, WriteOp};
+use crate::cache::{key_hash, Cache, FillTicket};
+use crate::incr::{self, NotANumber};
+use crate::reply::{Modes, ReplyTo};
+use crate::stats::Stats;
+use nmdb_proto::{Answer, Counter, ErrorCode, ReplyCode};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Most requests a worker applies as one batch.
+const MAX_BATCH: usize = 256;
+
+/// A database operation, owning its bytes.
+#[derive(Debug)]
+pub enum DbOp {
+    Get {
+        key: Vec<u8>,
+        /// Present when the cache may be filled with the value read.
+        fill: Option<FillTicket>,
+    },
+    Set {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        sync: bool,
+    },
+    Del {
+        key: Vec<u8>,
+        sync: bool,
+    },
+    Cas {
+        key: Vec<u8>,
+        old: Vec<u8>,
+        new: Vec<u8>,
+    },
+    Incr {
+        key: Vec<u8>,
+        delta: i64,
+    },
+}
+
+impl DbOp {
+    fn key(&self) -> &[u8] {
+        match self {
+            DbOp::Get { key, .. }
+            | DbOp::Set { key, .. }
+            | DbOp::Del { key, .. }
+            | DbOp::Cas { key, .. }
+            | DbOp::Incr { key, .. } => key,
+        }
+    }
+}
+
+/// One queued request: the operation, the id to answer with, and where to
+/// answer (`None` for asynchronous writes, already answered).
+pub struct Job {
+    pub op: DbOp,
+    pub id: u32,
+    pub reply: Option<ReplyTo>,
+}
+
+/// FIRSTKEY or NEXTKEY.
+#[derive(Debug)]
+pub enum Walk {
+    First,
+    Next(Vec<u8>),
+}
+
+/// A key walk travelling through every worker; the last one to reach it
+/// runs it.
+struct WalkJob {
+    walk: Walk,
+    id: u32,
+    reply: Mutex<Option<ReplyTo>>,
+    workers_left: AtomicUsize,
+}
+
+enum Msg {
+    Job(Job),
+    Walk(Arc<WalkJob>),
+    /// Apply everything before this and exit.
+    Stop,
+}
+
+/// What a worker needs besides its queue.
+#[derive(Clone)]
+pub struct Shared {
+    pub backend: Arc<dyn Backend>,
+    pub cache: Arc<Cache>,
+    pub stats: Arc<Stats>,
+    pub modes: Arc<Modes>,
+    pub cache_fill: bool,
+}
+
+pub struct DbQueue {
+    senders: Vec<SyncSender<Msg>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    nworkers: usize,
+}
+
+impl DbQueue {
+    /// Starts `nworkers` workers, each with a queue of `depth` requests.
+    /// A full queue makes submitters wait: back-pressure instead of
+    /// unbounded memory.
+    pub fn start(shared: Shared, nworkers: usize, depth: usize) -> std::io::Result<Self> {
+        let nworkers = nworkers.max(1);
+        let mut senders = Vec::with_capacity(nworkers);
+        let mut workers = Vec::with_capacity(nworkers);
+        for i in 0..nworkers {
+            let (tx, rx) = mpsc::sync_channel(depth);
+            let mut worker = Worker::new(shared.clone(), rx);
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("nmdb-db-{i}"))
+                    .spawn(move || worker.run())?,
+            );
+            senders.push(tx);
+        }
+        Ok(DbQueue {
+            senders,
+            workers: Mutex::new(workers),
+            nworkers,
+        })
+    }
+
+    fn send(&self, worker: usize, msg: Msg) {
+        if self.senders[worker].send(msg).is_err() {
+            log::warn!("database worker {worker} has stopped; request dropped");
+        }
+    }
+
+    /// Queues a request on the worker that owns its key.
+    pub fn submit(&self, job: Job) {
+        let worker = (key_hash(job.op.key()) % self.nworkers as u64) as usize;
+        self.send(worker, Msg::Job(job));
+    }
+
+    /// Queues a key walk behind everything already queued on every worker.
+    pub fn walk(&self, walk: Walk, id: u32, reply: Option<ReplyTo>) {
+        let job = Arc::new(WalkJob {
+            walk,
+            id,
+            reply: Mutex::new(reply),
+            workers_left: AtomicUsize::new(self.nworkers),
+        });
+        for w in 0..self.nworkers {
+            self.send(w, Msg::Walk(job.clone()));
+        }
+    }
+
+    /// Stops taking requests, applies everything queued, and waits for the
+    /// workers to finish.
+    pub fn shutdown(&self) {
+        for w in 0..self.nworkers {
+            self.send(w, Msg::Stop);
+        }
+        for handle in self.workers.lock().drain(..) {
+            if handle.join().is_err() {
+                log::error!("a database worker panicked");
+            }
+        }
+    }
+}
+
+/// An answer waiting for its batch to be written.
+struct Waiting {
+    id: u32,
+    reply: ReplyTo,
+    answer: Deferred,
+}
+
+enum Deferred {
+    Code(ReplyCode),
+    Incr(i64),
+}
+
+struct Worker {
+    shared: Shared,
+    rx: Receiver<Msg>,
+    pending: Vec<WriteOp>,
+    pending_sync: bool,
+    waiting: Vec<Waiting>,
+    scratch: Vec<u8>,
+}
+
+impl Worker {
+    fn new(shared: Shared, rx: Receiver<Msg>) -> Self {
+        Worker {
+            shared,
+            rx,
+            pending: Vec::new(),
+            pending_sync: false,
+            waiting: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    fn run(&mut self) {
+        while let Ok(first) = self.rx.recv() {
+            let mut go_on = self.handle(first);
+            for _ in 1..MAX_BATCH {
+                if !go_on {
+                    break;
+                }
+                match self.rx.try_recv() {
+                    Ok(msg) => go_on = self.handle(msg),
+                    Err(_) => break,
+                }
+            }
+            self.flush();
+            if !go_on {
+                return;
+            }
+        }
+    }
+
+    /// Handles one message; false when the worker must stop.
+    fn handle(&mut self, msg: Msg) -> bool {
+        match msg {
+            Msg::Stop => return false,
+            Msg::Job(job) => self.execute(job),
+            Msg::Walk(walk) => {
+                self.flush();
+                if walk.workers_left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    self.run_walk(&walk);
+                }
+            }
+        }
+        true
+    }
+
+    fn answer(&mut self, reply: Option<ReplyTo>, id: u32, answer: Answer<'_>) {
+        if let Some(reply) = reply {
+            reply.send(&self.shared.modes, id, answer, &mut self.scratch);
+        }
+    }
+
+    /// The value of `key` as of every request received before this one:
+    /// the batch not yet written wins over the engine.
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+        for op in self.pending.iter().rev() {
+            match op {
+                WriteOp::Put { key: k, value } if k == key => return Ok(Some(value.clone())),
+                WriteOp::Delete { key: k } if k == key => return Ok(None),
+                _ => {}
+            }
+        }
+        self.shared.backend.get(key)
+    }
+
+    fn queue_write(&mut self, op: WriteOp, sync: bool) {
+        self.pending.push(op);
+        self.pending_sync |= sync;
+    }
+
+    fn wait_for_batch(&mut self, reply: Option<ReplyTo>, id: u32, answer: Deferred) {
+        if let Some(reply) = reply {
+            self.waiting.push(Waiting { id, reply, answer });
+        }
+    }
+
+    fn execute(&mut self, job: Job) {
+        let Job { op, id, reply } = job;
+        match op {
+            DbOp::Get { key, fill } => match self.read(&key) {
+                Ok(Some(value)) => {
+                    self.shared.stats.inc(Counter::DbHits);
+                    if let (true, Some(ticket)) = (self.shared.cache_fill, fill) {
+                        self.shared.cache.fill(ticket, &key, &value);
+                    }
+                    self.answer(reply, id, Answer::Data(ReplyCode::Ok, &value));
+                }
+                Ok(None) => {
+                    self.shared.stats.inc(Counter::DbMisses);
+                    self.answer(reply, id, Answer::Code(ReplyCode::NotIn));
+                }
+                Err(e) => self.failed(reply, id, "get", e),
+            },
+            DbOp::Set { key, value, sync } => {
+                self.queue_write(WriteOp::Put { key, value }, sync);
+                self.wait_for_batch(reply, id, Deferred::Code(ReplyCode::Ok));
+            }
+            DbOp::Del { key, sync } if !sync => {
+                self.queue_write(WriteOp::Delete { key }, false);
+                self.wait_for_batch(reply, id, Deferred::Code(ReplyCode::Ok));
+            }
+            DbOp::Del { key, .. } => match self.read(&key) {
+                Ok(Some(_)) => {
+                    self.queue_write(WriteOp::Delete { key }, true);
+                    self.wait_for_batch(reply, id, Deferred::Code(ReplyCode::Ok));
+                }
+                Ok(None) => self.answer(reply, id, Answer::Code(ReplyCode::NotIn)),
+                Err(e) => self.failed(reply, id, "delete", e),
+            },
+            DbOp::Cas { key, old, new } => match self.read(&key) {
+                Ok(None) => self.answer(reply, id, Answer::Code(ReplyCode::NotIn)),
+                Ok(Some(stored)) if stored != old => {
+                    self.answer(reply, id, Answer::Code(ReplyCode::NoMatch))
+                }
+                Ok(Some(_)) => {
+                    self.queue_write(WriteOp::Put { key, value: new }, false);
+                    self.wait_for_batch(reply, id, Deferred::Code(ReplyCode::Ok));
+                }
+                Err(e) => self.failed(reply, id, "cas", e),
+            },
+            DbOp::Incr { key, delta } => match self.read(&key) {
+                Ok(None) => self.answer(reply, id, Answer::Code(ReplyCode::NotIn)),
+                Ok(Some(mut value)) => match incr::increment(&mut value, delta) {
+                    Ok(n) => {
+                        self.queue_write(WriteOp::Put { key, value }, false);
+                        self.wait_for_batch(reply, id, Deferred::Incr(n));
+                    }
+                    Err(NotANumber) => self.answer(reply, id, Answer::Code(ReplyCode::NoMatch)),
+                },
+                Err(e) => self.failed(reply, id, "incr", e),
+            },
+        }
+    }
+
+    fn failed(&mut self, reply: Option<ReplyTo>, id: u32, what: &str, e: BackendError) {
+        log::error!("database {what} failed: {e}");
+        self.answer(reply, id, Answer::Error(ErrorCode::Db));
+    }
+
+    /// Writes the pending batch, then sends the answers that waited for it.
+    fn flush(&mut self) {
+        if self.pending.is_empty() && self.waiting.is_empty() {
+            return;
+        }
+        let result = if self.pending.is_empty() {
+            Ok(())
+        } else {
+            self.shared.backend.write(&self.pending, self.pending_sync)
+        };
+        if let Err(e) = &result {
+            log::error!(
+                "database write of {} changes failed: {e}",
+                self.pending.len()
+            );
+        }
+        self.pending.clear();
+        self.pending_sync = false;
+        let mut waiting = std::mem::take(&mut self.waiting);
+        for w in waiting.drain(..) {
+            let answer = match (&result, &w.answer) {
+                (Err(_), _) => Answer::Error(ErrorCode::Db),
+                (Ok(()), Deferred::Code(code)) => Answer::Code(*code),
+                (Ok(()), Deferred::Incr(n)) => Answer::Incr(*n),
+            };
+            w.reply
+                .send(&self.shared.modes, w.id, answer, &mut self.scratch);
+        }
+        self.waiting = waiting;
+    }
+
+    fn run_walk(&mut self, job: &WalkJob) {
+        let backend = &self.shared.backend;
+        let result = match &job.walk {
+            Walk::First => backend.first_key(),
+            Walk::Next(key) => backend.next_key(key),
+        };
+        let reply = job.reply.lock().take();
+        match result {
+            Ok(Some(key)) => self.answer(reply, job.id, Answer::Data(ReplyCode::Ok, &key)),
+            Ok(None) => self.answer(reply, job.id, Answer::Code(ReplyCode::NotIn)),
+            Err(BackendError::Unsupported(_)) => {
+                self.answer(reply, job.id, Answer::Error(ErrorCode::Db))
+            }
+            Err(e) => self.failed(reply, job.id, "key walk", e),
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Request execution: what each request does to the cache, what it hands to
+//! the database queue, and the answer. Transports call [`Engine::handle`]
+//! with one whole message; nothing here knows about sockets.
+//!
+//! Answers known at once are appended to the transport's output buffer
+//! (no allocation: a cache hit is copied straight from the cache under its
+//! stripe lock). Answers that need the database travel with the request to
+//! the queue, which sends them through the [`Link`]'s deferred target.
+
+use crate::cache::{Cache, CasOutcome, IncrOutcome};
+use crate::dbqueue::{DbOp, DbQueue, Job, Walk};
+use crate::reply::{write_answer, Modes, ReplyShape, ReplyTo};
+use crate::stats::Stats;
+use nmdb_proto::request::{self, Header, ParseError, Request};
+use nmdb_proto::{Answer, Counter, ErrorCode, ReplyCode};
+use std::sync::Arc;
+
+/// A transport's side of one request.
+pub trait Link {
+    /// How replies on this transport look.
+    fn shape(&self) -> ReplyShape;
+    /// Where the database queue should send a later answer.
+    fn defer(&mut self) -> ReplyTo;
+}
+
+/// What the transport should do after a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    Continue,
+    /// The peer speaks another protocol version: a stream transport closes
+    /// the connection (after sending what is in its buffer), as the
+    /// original does.
+    Close,
+}
+
+pub struct Engine {
+    pub cache: Arc<Cache>,
+    pub db: DbQueue,
+    pub stats: Arc<Stats>,
+    pub modes: Arc<Modes>,
+    /// Remember database reads in the cache (read-through).
+    pub cache_fill: bool,
+}
+
+/// Appends answers unless the server is passive.
+struct Out<'a> {
+    buf: &'a mut Vec<u8>,
+    shape: ReplyShape,
+    silent: bool,
+}
+
+impl Out<'_> {
+    fn answer(&mut self, id: u32, answer: Answer<'_>) {
+        if !self.silent {
+            write_answer(self.buf, self.shape, id, answer);
+        }
+    }
+
+    fn code(&mut self, id: u32, code: ReplyCode) {
+        self.answer(id, Answer::Code(code));
+    }
+}
+
+impl Engine {
+    /// Handles one whole message.
+    pub fn handle(&self, msg: &[u8], link: &mut dyn Link, out: &mut Vec<u8>) -> Disposition {
+        let mut out = Out {
+            buf: out,
+            shape: link.shape(),
+            silent: self.modes.passive(),
+        };
+        match request::parse(msg) {
+            Ok((header, req)) => {
+                self.execute(header, req, link, &mut out);
+                Disposition::Continue
+            }
+            Err(ParseError::TooShort) => {
+                self.stats.inc(Counter::NetBrokenReq);
+                Disposition::Continue
+            }
+            Err(ParseError::Version { id }) => {
+                self.stats.inc(Counter::NetVersionMismatch);
+                out.answer(id, Answer::Error(ErrorCode::Ver));
+                Disposition::Close
+            }
+            Err(ParseError::Unknown { id }) => {
+                self.stats.inc(Counter::NetUnkReq);
+                out.answer(id, Answer::Error(ErrorCode::UnkReq));
+                Disposition::Continue
+            }
+            Err(ParseError::Broken { id, .. }) => {
+                self.stats.inc(Counter::NetBrokenReq);
+                out.answer(id, Answer::Error(ErrorCode::Broken));
+                Disposition::Continue
+            }
+        }
+    }
+
+    /// Counts a data request as cache or database work, after the
+    /// read-only check.
+    fn count(&self, cache_only: bool, cache: Counter, db: Counter) {
+        self.stats.inc(if cache_only { cache } else { db });
+    }
+
+    /// Queues database work. Callers hold the key's cache stripe, so the
+    /// queue sees the key's writes in the order the cache did.
+    fn submit(&self, op: DbOp, id: u32, reply: Option<ReplyTo>) {
+        self.db.submit(Job { op, id, reply });
+    }
+
+    fn execute(&self, h: Header, req: Request<'_>, link: &mut dyn Link, out: &mut Out<'_>) {
+        let id = h.id;
+        let cache_only = h.cache_only();
+        let writes = matches!(
+            req,
+            Request::Set { .. } | Request::Del { .. } | Request::Cas { .. } | Request::Incr { .. }
+        );
+        if writes && self.modes.read_only() {
+            out.answer(id, Answer::Error(ErrorCode::ReadOnly));
+            return;
+        }
+        match req {
+            Request::Get { key } => self.get(id, cache_only, key, link, out),
+            Request::Set { key, value } => {
+                self.count(cache_only, Counter::CacheSet, Counter::DbSet);
+                let mut slot = self.cache.lock(key);
+                slot.set(key, value);
+                if cache_only {
+                    return out.code(id, ReplyCode::Ok);
+                }
+                let op = DbOp::Set {
+                    key: key.to_vec(),
+                    value: value.to_vec(),
+                    sync: h.sync(),
+                };
+                self.submit_write(op, id, h.sync(), link, out);
+            }
+            Request::Del { key } => {
+                self.count(cache_only, Counter::CacheDel, Counter::DbDel);
+                let mut slot = self.cache.lock(key);
+                let was_cached = slot.del(key);
+                if cache_only {
+                    return out.code(
+                        id,
+                        if was_cached {
+                            ReplyCode::Ok
+                        } else {
+                            ReplyCode::NotIn
+                        },
+                    );
+                }
+                let op = DbOp::Del {
+                    key: key.to_vec(),
+                    sync: h.sync(),
+                };
+                self.submit_write(op, id, h.sync(), link, out);
+            }
+            Request::Cas { key, old, new } => {
+                self.count(cache_only, Counter::CacheCas, Counter::DbCas);
+                let mut slot = self.cache.lock(key);
+                match (slot.cas(key, old, new), cache_only) {
+                    (CasOutcome::Mismatch, _) => out.code(id, ReplyCode::NoMatch),
+                    (CasOutcome::NotCached, true) => out.code(id, ReplyCode::NotIn),
+                    (CasOutcome::Swapped, true) => out.code(id, ReplyCode::Ok),
+                    (_, false) => {
+                        let op = DbOp::Cas {
+                            key: key.to_vec(),
+                            old: old.to_vec(),
+                            new: new.to_vec(),
+                        };
+                        self.submit(op, id, Some(link.defer()));
+                    }
+                }
+            }
+            Request::Incr { key, delta } => {
+                self.count(cache_only, Counter::CacheIncr, Counter::DbIncr);
+                let mut slot = self.cache.lock(key);
+                match (slot.incr(key, delta), cache_only) {
+                    (IncrOutcome::NotANumber, _) => out.code(id, ReplyCode::NoMatch),
+                    (IncrOutcome::NotCached, true) => out.code(id, ReplyCode::NotIn),
+                    (IncrOutcome::Incremented(n), true) => out.answer(id, Answer::Incr(n)),
+                    (_, false) => {
+                        let op = DbOp::Incr {
+                            key: key.to_vec(),
+                            delta,
+                        };
+                        self.submit(op, id, Some(link.defer()));
+                    }
+                }
+            }
+            Request::Stats => {
+                let counters = self.stats.snapshot();
+                out.answer(id, Answer::Stats(&counters));
+            }
+            Request::FirstKey => {
+                self.stats.inc(Counter::DbFirstKey);
+                self.db.walk(Walk::First, id, Some(link.defer()));
+            }
+            Request::NextKey { key } => {
+                self.stats.inc(Counter::DbNextKey);
+                self.db
+                    .walk(Walk::Next(key.to_vec()), id, Some(link.defer()));
+            }
+        }
+    }
+
+    /// Queues a SET or DEL: a synchronous one is answered by the queue once
+    /// written, an asynchronous one at once.
+    fn submit_write(&self, op: DbOp, id: u32, sync: bool, link: &mut dyn Link, out: &mut Out<'_>) {
+        if sync {
+            self.submit(op, id, Some(link.defer()));
+        } else {
+            self.submit(op, id, None);
+            out.code(id, ReplyCode::Ok);
+        }
+    }
+
+    fn get(&self, id: u32, cache_only: bool, key: &[u8], link: &mut dyn Link, out: &mut Out<'_>) {
+        self.count(cache_only, Counter::CacheGet, Counter::DbGet);
+        let mut slot = self.cache.lock(key);
+        if let Some(value) = slot.get(key) {
+            self.stats.inc(Counter::CacheHits);
+            return out.answer(id, Answer::Data(ReplyCode::CacheHit, value));
+        }
+        if cache_only {
+            self.stats.inc(Counter::CacheMisses);
+            return out.code(id, ReplyCode::CacheMiss);
+        }
+        let op = DbOp::Get {
+            key: key.to_vec(),
+            fill: self.cache_fill.then(|| slot.ticket()),
+        };
+        self.submit(op, id, Some(link.defer()));
+    }
+}

@@ -1,0 +1,243 @@
+//! Assembling a running server: storage, cache, database queue, engine and
+//! transports; and taking it down again in the order that loses nothing.
+
+use crate::backend::Backend;
+use crate::cache::Cache;
+use crate::config::{Config, Listen};
+use crate::dbqueue::{DbQueue, Shared};
+use crate::engine::Engine;
+use crate::reply::Modes;
+use crate::stats::Stats;
+use crate::transport::{datagram, tcp, udp::Udp};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Database queue workers. More than the cores: a worker waiting on an
+/// fsync leaves the CPU to the others.
+const DB_WORKERS: usize = 4;
+/// Requests each database worker may have queued.
+const DB_QUEUE_DEPTH: usize = 16 * 1024;
+/// Receive threads per datagram socket.
+const DATAGRAM_THREADS: usize = 2;
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// The addresses the transports actually bound (useful with port 0).
+#[derive(Debug, Clone, Default)]
+pub struct LocalAddrs {
+    pub tcp: Option<SocketAddr>,
+    pub udp: Option<SocketAddr>,
+}
+
+pub struct Server {
+    engine: Arc<Engine>,
+    backend: Arc<dyn Backend>,
+    runtime: Option<tokio::runtime::Runtime>,
+    datagram_threads: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    addrs: LocalAddrs,
+}
+
+/// Logs a transport that could not start; an error only when the user
+/// asked for it by name.
+fn unavailable(what: &str, explicit: bool, reason: &str) -> Result<(), StartError> {
+    if explicit {
+        return Err(StartError(format!("{what}: {reason}")));
+    }
+    log::warn!("{what} unavailable: {reason}; serving the other transports");
+    Ok(())
+}
+
+impl Server {
+    /// Opens the database and starts every configured transport.
+    pub fn start(cfg: &Config) -> Result<Server, StartError> {
+        let backend: Arc<dyn Backend> = cfg
+            .backend
+            .open(&cfg.db_path)
+            .map_err(|e| {
+                StartError(format!(
+                    "cannot open the {} database: {e}",
+                    cfg.backend.name()
+                ))
+            })?
+            .into();
+        log::info!(
+            "backend {} on {}",
+            cfg.backend.name(),
+            cfg.db_path.display()
+        );
+
+        let cache = Arc::new(Cache::new(cfg.cache_objects));
+        let stats = Arc::new(Stats::default());
+        let modes = Arc::new(Modes::new(cfg.read_only, cfg.passive));
+        let shared = Shared {
+            backend: backend.clone(),
+            cache: cache.clone(),
+            stats: stats.clone(),
+            modes: modes.clone(),
+            cache_fill: cfg.cache_fill,
+        };
+        let db = DbQueue::start(shared, DB_WORKERS, DB_QUEUE_DEPTH)
+            .map_err(|e| StartError(format!("cannot start the database workers: {e}")))?;
+        let engine = Arc::new(Engine {
+            cache,
+            db,
+            stats,
+            modes,
+            cache_fill: cfg.cache_fill,
+        });
+        log::info!(
+            "cache of {} objects{}{}{}",
+            engine.cache.capacity(),
+            if cfg.cache_fill {
+                ""
+            } else {
+                ", no fill from database reads"
+            },
+            if cfg.read_only { ", read-only" } else { "" },
+            if cfg.passive { ", passive" } else { "" },
+        );
+
+        let mut server = Server {
+            engine,
+            backend,
+            runtime: None,
+            datagram_threads: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+            addrs: LocalAddrs::default(),
+        };
+        if let Err(e) = server.start_transports(cfg) {
+            server.shutdown();
+            return Err(e);
+        }
+        Ok(server)
+    }
+
+    fn start_transports(&mut self, cfg: &Config) -> Result<(), StartError> {
+        let mut started = 0;
+        if let Some((lower, upper, explicit)) = cfg.tipc {
+            let what = if lower == upper {
+                format!("tipc {{26001, {lower}}}")
+            } else {
+                format!("tipc {{26001, {lower}, {upper}}}")
+            };
+            unavailable(&what, explicit, "not supported by this build yet")?;
+        }
+        if let Some(listen) = &cfg.tcp {
+            started += self.start_tcp(listen)? as usize;
+        }
+        if let Some(listen) = &cfg.udp {
+            started += self.start_udp(listen)? as usize;
+        }
+        if let Some(l) = &cfg.sctp {
+            unavailable(
+                &format!("sctp {}", SocketAddr::new(l.addr, l.port)),
+                l.explicit,
+                "not supported by this build yet",
+            )?;
+        }
+        if started == 0 {
+            return Err(StartError("no transport could be started".into()));
+        }
+        Ok(())
+    }
+
+    fn start_tcp(&mut self, listen: &Listen) -> Result<bool, StartError> {
+        let addr = SocketAddr::new(listen.addr, listen.port);
+        let listener = match std::net::TcpListener::bind(addr).and_then(|l| {
+            l.set_nonblocking(true)?;
+            Ok(l)
+        }) {
+            Ok(l) => l,
+            Err(e) => {
+                unavailable(&format!("tcp {addr}"), listen.explicit, &e.to_string())?;
+                return Ok(false);
+            }
+        };
+        let local = listener.local_addr().ok();
+        let engine = self.engine.clone();
+        let runtime = self.runtime()?;
+        let _guard = runtime.enter();
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| StartError(format!("tcp {addr}: {e}")))?;
+        runtime.spawn(tcp::serve(listener, engine));
+        drop(_guard);
+        self.addrs.tcp = local;
+        log::info!("listening on tcp {}", local.unwrap_or(addr));
+        Ok(true)
+    }
+
+    fn start_udp(&mut self, listen: &Listen) -> Result<bool, StartError> {
+        let addr = SocketAddr::new(listen.addr, listen.port);
+        let socket = match Udp::bind(addr) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                unavailable(&format!("udp {addr}"), listen.explicit, &e.to_string())?;
+                return Ok(false);
+            }
+        };
+        let local = socket.local_addr().ok();
+        let threads = datagram::spawn(
+            socket,
+            self.engine.clone(),
+            self.stop.clone(),
+            DATAGRAM_THREADS,
+        )
+        .map_err(|e| StartError(format!("udp {addr}: cannot start threads: {e}")))?;
+        self.datagram_threads.extend(threads);
+        self.addrs.udp = local;
+        log::info!("listening on udp {}", local.unwrap_or(addr));
+        Ok(true)
+    }
+
+    fn runtime(&mut self) -> Result<&tokio::runtime::Runtime, StartError> {
+        if self.runtime.is_none() {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .thread_name("nmdb-net")
+                .enable_io()
+                .enable_time()
+                .build()
+                .map_err(|e| StartError(format!("cannot start the network threads: {e}")))?;
+            self.runtime = Some(rt);
+        }
+        Ok(self.runtime.as_ref().expect("just created"))
+    }
+
+    pub fn local_addrs(&self) -> &LocalAddrs {
+        &self.addrs
+    }
+
+    pub fn modes(&self) -> &Modes {
+        &self.engine.modes
+    }
+
+    /// Stops taking requests, applies every queued database write, and
+    /// makes the database durable.
+    pub fn shutdown(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.datagram_threads.drain(..) {
+            let _ = t.join();
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+        self.engine.db.shutdown();
+        if let Err(e) = self.backend.flush() {
+            log::error!("flushing the database at exit failed: {e}");
+        }
+    }
+}

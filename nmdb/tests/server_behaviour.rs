@@ -1,0 +1,355 @@
+//! The real `nmdb` binary, on loopback with a real RocksDB directory: every
+//! request and mode, persistence across restarts and crashes, signals, and
+//! read-your-writes with a tiny cache.
+
+mod support;
+
+use nmdb_proto::{Reply, ReplyCode, Request, FLAGS_CACHE_ONLY, FLAGS_SYNC};
+use support::*;
+
+fn code(reply: &[u8]) -> ReplyCode {
+    Reply::parse(reply).unwrap().reply_code().unwrap()
+}
+
+fn data(reply: &[u8]) -> Vec<u8> {
+    Reply::parse(reply).unwrap().data().unwrap().to_vec()
+}
+
+fn set(key: &[u8], value: &[u8], flags: u16) -> Vec<u8> {
+    msg(Request::Set { key, value }, 1, flags)
+}
+
+fn get(key: &[u8], flags: u16) -> Vec<u8> {
+    msg(Request::Get { key }, 1, flags)
+}
+
+fn del(key: &[u8], flags: u16) -> Vec<u8> {
+    msg(Request::Del { key }, 1, flags)
+}
+
+/// Runs the same scenario over TCP and over UDP.
+fn both_transports(f: impl Fn(&mut dyn FnMut(&[u8]) -> Vec<u8>)) {
+    let dir = TempDir::new("both");
+    let server = TestServer::start(&dir, &[]);
+    let mut tcp = server.tcp_client();
+    f(&mut |m| tcp.call(m));
+    let udp = server.udp_client();
+    f(&mut |m| udp.call(m));
+    server.stop();
+}
+
+#[test]
+fn every_request_in_every_mode_behaves_as_documented() {
+    both_transports(|call| {
+        let k: &[u8] = b"modes";
+        for flags in [0, FLAGS_SYNC] {
+            assert_eq!(code(&call(&set(k, b"v1", flags))), ReplyCode::Ok);
+            assert_eq!(data(&call(&get(k, 0))), b"v1");
+            assert_eq!(code(&call(&del(k, flags))), ReplyCode::Ok);
+            assert_eq!(code(&call(&get(k, 0))), ReplyCode::NotIn);
+        }
+        // Sync DEL of a missing key says so; async cannot know.
+        assert_eq!(code(&call(&del(k, FLAGS_SYNC))), ReplyCode::NotIn);
+        assert_eq!(code(&call(&del(k, 0))), ReplyCode::Ok);
+        // Cache-only never reaches the database.
+        assert_eq!(code(&call(&set(k, b"c", FLAGS_CACHE_ONLY))), ReplyCode::Ok);
+        assert_eq!(code(&call(&get(k, FLAGS_CACHE_ONLY))), ReplyCode::CacheHit);
+        assert_eq!(code(&call(&del(k, FLAGS_CACHE_ONLY))), ReplyCode::Ok);
+        assert_eq!(code(&call(&del(k, FLAGS_CACHE_ONLY))), ReplyCode::NotIn);
+        assert_eq!(code(&call(&get(k, 0))), ReplyCode::NotIn);
+        // CAS and INCR against the database.
+        let cas = |old: &'static [u8], new: &'static [u8]| {
+            msg(
+                Request::Cas {
+                    key: b"c",
+                    old,
+                    new,
+                },
+                1,
+                0,
+            )
+        };
+        assert_eq!(code(&call(&cas(b"a", b"b"))), ReplyCode::NotIn);
+        call(&set(b"c", b"a", FLAGS_SYNC));
+        assert_eq!(code(&call(&cas(b"x", b"b"))), ReplyCode::NoMatch);
+        assert_eq!(code(&call(&cas(b"a", b"b"))), ReplyCode::Ok);
+        assert_eq!(data(&call(&get(b"c", 0))), b"b");
+        let incr = |delta| msg(Request::Incr { key: b"n", delta }, 1, 0);
+        assert_eq!(code(&call(&incr(1))), ReplyCode::NotIn);
+        call(&set(b"n", b"41\0", 0));
+        let r = call(&incr(1));
+        assert_eq!(Reply::parse(&r).unwrap().incr_value(), Some(42));
+        call(&set(b"n", b"41", 0));
+        assert_eq!(code(&call(&incr(1))), ReplyCode::NoMatch);
+        // Clean up so the second transport starts the same way.
+        for key in [&b"c"[..], b"n"] {
+            call(&del(key, FLAGS_SYNC));
+        }
+    });
+}
+
+#[test]
+fn database_read_fills_the_cache_unless_disabled() {
+    for (flags, expect) in [
+        (&[][..], ReplyCode::CacheHit),
+        (&["--no-cache-fill"][..], ReplyCode::CacheMiss),
+    ] {
+        let dir = TempDir::new("fill");
+        let server = TestServer::start(&dir, flags);
+        let mut c = server.tcp_client();
+        c.call(&set(b"k", b"v", FLAGS_SYNC));
+        c.call(&del(b"k", FLAGS_CACHE_ONLY)); // only the database has it now
+        assert_eq!(code(&c.call(&get(b"k", 0))), ReplyCode::Ok);
+        assert_eq!(
+            code(&c.call(&get(b"k", FLAGS_CACHE_ONLY))),
+            expect,
+            "flags {flags:?}"
+        );
+        server.stop();
+    }
+}
+
+#[test]
+fn data_survives_a_clean_restart() {
+    let dir = TempDir::new("restart");
+    let server = TestServer::start(&dir, &[]);
+    let mut c = server.tcp_client();
+    c.call(&set(b"persist", b"value", 0));
+    c.call(&set(b"gone", b"x", FLAGS_SYNC));
+    c.call(&del(b"gone", 0));
+    server.stop();
+    let server = TestServer::start(&dir, &[]);
+    let mut c = server.tcp_client();
+    assert_eq!(data(&c.call(&get(b"persist", 0))), b"value");
+    assert_eq!(code(&c.call(&get(b"gone", 0))), ReplyCode::NotIn);
+    server.stop();
+}
+
+#[test]
+fn sync_sets_survive_kill_9_right_after_the_reply() {
+    let dir = TempDir::new("kill9");
+    let server = TestServer::start(&dir, &[]);
+    let mut c = server.tcp_client();
+    for i in 0..500u32 {
+        let key = format!("sync-{i}");
+        assert_eq!(
+            code(&c.call(&set(key.as_bytes(), &i.to_be_bytes(), FLAGS_SYNC))),
+            ReplyCode::Ok
+        );
+    }
+    server.kill9();
+    let server = TestServer::start(&dir, &[]);
+    let mut c = server.tcp_client();
+    for i in 0..500u32 {
+        let key = format!("sync-{i}");
+        assert_eq!(
+            data(&c.call(&get(key.as_bytes(), 0))),
+            i.to_be_bytes(),
+            "{key} lost"
+        );
+    }
+    server.stop();
+}
+
+#[test]
+fn sigterm_applies_thousands_of_queued_async_sets() {
+    let dir = TempDir::new("sigterm");
+    let server = TestServer::start(&dir, &[]);
+    let mut c = server.tcp_client();
+    // Pipelined: the replies come at once, the writes are still queued.
+    const N: u32 = 20_000;
+    for i in 0..N {
+        c.send(&set(format!("async-{i}").as_bytes(), &i.to_be_bytes(), 0));
+    }
+    for _ in 0..N {
+        assert_eq!(code(&c.recv()), ReplyCode::Ok);
+    }
+    server.stop();
+    let server = TestServer::start(&dir, &["-c", "1"]);
+    let mut c = server.tcp_client();
+    for i in 0..N {
+        let key = format!("async-{i}");
+        assert_eq!(
+            data(&c.call(&get(key.as_bytes(), 0))),
+            i.to_be_bytes(),
+            "{key} lost"
+        );
+    }
+    server.stop();
+}
+
+#[test]
+fn reads_see_acknowledged_writes_with_a_tiny_cache() {
+    let dir = TempDir::new("ryw");
+    // -c 1: 1024 objects, far fewer than the keys written.
+    let server = TestServer::start(&dir, &["-c", "1"]);
+    let mut c = server.tcp_client();
+    let udp = server.udp_client();
+    for round in 0..3u8 {
+        for i in 0..5000u32 {
+            let key = format!("ryw-{i}");
+            let value = [round, i as u8];
+            assert_eq!(
+                code(&c.call(&set(key.as_bytes(), &value, 0))),
+                ReplyCode::Ok
+            );
+            if i % 7 == 0 {
+                assert_eq!(code(&c.call(&del(key.as_bytes(), 0))), ReplyCode::Ok);
+            }
+        }
+        for i in 0..5000u32 {
+            let key = format!("ryw-{i}");
+            let r = if i % 2 == 0 {
+                c.call(&get(key.as_bytes(), 0))
+            } else {
+                udp.call(&get(key.as_bytes(), 0))
+            };
+            if i % 7 == 0 {
+                assert_eq!(code(&r), ReplyCode::NotIn, "{key} deleted");
+            } else {
+                assert!(matches!(code(&r), ReplyCode::Ok | ReplyCode::CacheHit));
+                assert_eq!(data(&r), [round, i as u8], "{key} round {round}");
+            }
+        }
+    }
+    server.stop();
+}
+
+#[test]
+fn read_only_refuses_changes_and_sigusr1_switches_to_it() {
+    let dir = TempDir::new("ro");
+    let mut server = TestServer::start(&dir, &[]);
+    let mut c = server.tcp_client();
+    assert_eq!(code(&c.call(&set(b"k", b"v", FLAGS_SYNC))), ReplyCode::Ok);
+    server.signal(libc::SIGUSR1);
+    server.wait_for_log("SIGUSR1: now read-only", 1);
+    let r = c.call(&set(b"k", b"w", 0));
+    assert_eq!(Reply::parse(&r).unwrap().error_code(), Some(0x107));
+    assert_eq!(data(&c.call(&get(b"k", 0))), b"v");
+    server.stop();
+    // And -r from the start, on the same database.
+    let server = TestServer::start(&dir, &["-r"]);
+    let mut c = server.tcp_client();
+    assert_eq!(
+        Reply::parse(&c.call(&del(b"k", FLAGS_SYNC)))
+            .unwrap()
+            .error_code(),
+        Some(0x107)
+    );
+    assert_eq!(data(&c.call(&get(b"k", 0))), b"v");
+    server.stop();
+}
+
+#[test]
+fn passive_server_applies_writes_silently_until_sigusr2() {
+    let dir = TempDir::new("passive");
+    let mut server = TestServer::start(&dir, &["-p"]);
+    let udp = server.udp_client();
+    udp.send(&set(b"mirror", b"m", FLAGS_SYNC));
+    assert!(udp.quiet_for(std::time::Duration::from_millis(200)));
+    server.signal(libc::SIGUSR2);
+    server.wait_for_log("SIGUSR2: now active", 1);
+    assert_eq!(data(&udp.call(&get(b"mirror", 0))), b"m");
+    server.stop();
+}
+
+#[test]
+fn sighup_reopens_the_log_file_for_rotation() {
+    let dir = TempDir::new("hup");
+    let mut server = TestServer::start(&dir, &[]);
+    let rotated = dir.path().join("nmdb.log.1");
+    std::fs::rename(&server.log, &rotated).unwrap();
+    server.signal(libc::SIGHUP);
+    server.wait_for_log("log file reopened", 1);
+    let log = server.stop();
+    assert!(log.contains("clean shutdown"), "new log: {log}");
+    assert!(std::fs::read_to_string(rotated).unwrap().contains("ready"));
+}
+
+#[test]
+fn pid_file_is_written_and_removed_on_clean_exit() {
+    let dir = TempDir::new("pid");
+    let pid_file = dir.path().join("nmdb.pid");
+    let server = TestServer::start(&dir, &["-i", pid_file.to_str().unwrap()]);
+    let written = std::fs::read_to_string(&pid_file).unwrap();
+    assert_eq!(written.trim(), server.pid().to_string());
+    server.stop();
+    assert!(!pid_file.exists());
+}
+
+#[test]
+fn null_backend_forgets_writes_and_cannot_walk() {
+    let dir = TempDir::new("null");
+    let server = TestServer::start(&dir, &["-b", "null"]);
+    let mut c = server.tcp_client();
+    assert_eq!(code(&c.call(&set(b"k", b"v", FLAGS_SYNC))), ReplyCode::Ok);
+    assert_eq!(code(&c.call(&del(b"k", FLAGS_CACHE_ONLY))), ReplyCode::Ok);
+    assert_eq!(code(&c.call(&get(b"k", 0))), ReplyCode::NotIn);
+    let r = c.call(&msg(Request::FirstKey, 1, 0));
+    assert_eq!(Reply::parse(&r).unwrap().error_code(), Some(0x106));
+    server.stop();
+}
+
+#[test]
+fn key_walk_visits_every_stored_key() {
+    let dir = TempDir::new("walk");
+    let server = TestServer::start(&dir, &[]);
+    let mut c = server.tcp_client();
+    let mut want: Vec<Vec<u8>> = (0..300u32).map(|i| format!("w{i}").into_bytes()).collect();
+    for k in &want {
+        c.call(&set(k, b"v", 0)); // async: the walk must still see them
+    }
+    let mut seen = Vec::new();
+    let mut r = c.call(&msg(Request::FirstKey, 1, 0));
+    while code(&r) == ReplyCode::Ok {
+        let k = data(&r);
+        r = c.call(&msg(Request::NextKey { key: &k }, 1, 0));
+        seen.push(k);
+    }
+    assert_eq!(code(&r), ReplyCode::NotIn);
+    seen.sort();
+    want.sort();
+    assert_eq!(seen, want);
+    server.stop();
+}
+
+#[test]
+fn starts_in_the_background_by_default_and_stops_on_sigterm() {
+    let dir = TempDir::new("daemon");
+    let pid_file = dir.path().join("nmdb.pid");
+    let status = std::process::Command::new(nmdb_bin())
+        .args([
+            "--no-tipc",
+            "--no-sctp",
+            "-T",
+            "127.0.0.1",
+            "-U",
+            "127.0.0.1",
+            "-t",
+            "0",
+            "-u",
+            "0",
+        ])
+        .arg("-d")
+        .arg(dir.path().join("db"))
+        .arg("-o")
+        .arg(dir.path().join("log"))
+        .arg("-i")
+        .arg(&pid_file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The parent returned only once the daemon was serving.
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: signalling the daemon we started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while pid_file.exists() {
+        assert!(std::time::Instant::now() < deadline, "daemon did not exit");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

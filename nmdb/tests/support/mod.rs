@@ -1,0 +1,371 @@
+//! Test support: start the real `nmdb` binary on free loopback ports with a
+//! real RocksDB directory, wait until it serves, talk raw protocol to it,
+//! and stop it cleanly. No fixed sleeps: readiness is read from the log.
+
+#![allow(dead_code)]
+
+use nmdb_proto::frame::next_frame;
+use nmdb_proto::{Request, MAX_MSG_SIZE};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for anything before failing.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("nmdb-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn nmdb_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_nmdb"))
+}
+
+/// A running server process.
+pub struct TestServer {
+    child: Option<Child>,
+    pub tcp: SocketAddr,
+    pub udp: SocketAddr,
+    pub log: PathBuf,
+    pub db: PathBuf,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh database under `dir` with `extra` options.
+    pub fn start(dir: &TempDir, extra: &[&str]) -> TestServer {
+        Self::start_on(&dir.path().join("db"), &dir.path().join("nmdb.log"), extra)
+    }
+
+    /// Starts a server on the database at `db`, logging to `log`.
+    pub fn start_on(db: &Path, log: &Path, extra: &[&str]) -> TestServer {
+        let _ = std::fs::remove_file(log);
+        let child = Command::new(nmdb_bin())
+            .args([
+                "-f",
+                "--no-tipc",
+                "--no-sctp",
+                "-T",
+                "127.0.0.1",
+                "-U",
+                "127.0.0.1",
+                "-t",
+                "0",
+                "-u",
+                "0",
+            ])
+            .arg("-d")
+            .arg(db)
+            .arg("-o")
+            .arg(log)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start nmdb");
+        let mut server = TestServer {
+            child: Some(child),
+            tcp: "0.0.0.0:0".parse().unwrap(),
+            udp: "0.0.0.0:0".parse().unwrap(),
+            log: log.to_path_buf(),
+            db: db.to_path_buf(),
+        };
+        let text = server.wait_for_log("ready", 1);
+        let addr = |proto: &str| -> SocketAddr {
+            let prefix = format!("listening on {proto} ");
+            let line = text
+                .lines()
+                .find(|l| l.contains(&prefix))
+                .unwrap_or_else(|| panic!("no {proto} line in log:\n{text}"));
+            line[line.find(&prefix).unwrap() + prefix.len()..]
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        if !extra.contains(&"--no-tcp") {
+            server.tcp = addr("tcp");
+        }
+        if !extra.contains(&"--no-udp") {
+            server.udp = addr("udp");
+        }
+        server
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `needle` appears `count` times in the log; returns it.
+    pub fn wait_for_log(&mut self, needle: &str, count: usize) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let text = self.log_text();
+            if text.matches(needle).count() >= count {
+                return text;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("nmdb exited ({status}) before logging '{needle}':\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no '{needle}' in the log:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) -> String {
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit();
+        assert!(
+            status.success(),
+            "nmdb exited with {status}:\n{}",
+            self.log_text()
+        );
+        self.log_text()
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill9(mut self) {
+        self.signal(libc::SIGKILL);
+        self.wait_exit();
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("nmdb did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    pub fn tcp_client(&self) -> TcpClient {
+        TcpClient::connect(self.tcp)
+    }
+
+    pub fn udp_client(&self) -> UdpClient {
+        UdpClient::connect(self.udp)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Encodes a request message (no TCP prefix).
+pub fn msg(req: Request<'_>, id: u32, flags: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    req.encode(id, flags, &mut out);
+    out
+}
+
+/// A raw TCP client speaking length-prefixed frames.
+pub struct TcpClient {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl TcpClient {
+    pub fn connect(addr: SocketAddr) -> TcpClient {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        TcpClient {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Writes raw bytes (a prefix is not added).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    /// Sends one message behind its length prefix.
+    pub fn send(&mut self, msg: &[u8]) {
+        let mut framed = ((msg.len() + 4) as u32).to_be_bytes().to_vec();
+        framed.extend_from_slice(msg);
+        self.send_raw(&framed);
+    }
+
+    /// Reads one whole frame (prefix included); `None` on end of stream.
+    pub fn recv_frame(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if let Some(total) = next_frame(&self.buf, MAX_MSG_SIZE).expect("bad reply frame") {
+                return Some(self.buf.drain(..total).collect());
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("tcp receive: {e}"),
+            }
+        }
+    }
+
+    /// One reply message without its prefix.
+    pub fn recv(&mut self) -> Vec<u8> {
+        let frame = self
+            .recv_frame()
+            .expect("connection closed instead of a reply");
+        frame[4..].to_vec()
+    }
+
+    /// Sends `msg` and returns the reply message.
+    pub fn call(&mut self, msg: &[u8]) -> Vec<u8> {
+        self.send(msg);
+        self.recv()
+    }
+
+    /// True when the server closed the connection (with nothing pending).
+    pub fn closed(&mut self) -> bool {
+        self.recv_frame().is_none()
+    }
+
+    /// Waits `wait` and reports whether any byte arrived.
+    pub fn quiet_for(&mut self, wait: Duration) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        self.stream.set_read_timeout(Some(wait)).unwrap();
+        let mut b = [0u8; 1];
+        let quiet = match self.stream.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => {
+                self.buf.push(b[0]);
+                false
+            }
+            Err(_) => true,
+        };
+        self.stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        quiet
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// A raw UDP client.
+pub struct UdpClient {
+    pub socket: UdpSocket,
+}
+
+impl UdpClient {
+    pub fn connect(addr: SocketAddr) -> UdpClient {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.connect(addr).unwrap();
+        socket.set_read_timeout(Some(PATIENCE)).unwrap();
+        UdpClient { socket }
+    }
+
+    pub fn send(&self, msg: &[u8]) {
+        self.socket.send(msg).expect("udp send");
+    }
+
+    pub fn recv(&self) -> Vec<u8> {
+        let mut buf = vec![0u8; 70000];
+        let n = self.socket.recv(&mut buf).expect("udp reply");
+        buf.truncate(n);
+        buf
+    }
+
+    pub fn call(&self, msg: &[u8]) -> Vec<u8> {
+        self.send(msg);
+        self.recv()
+    }
+
+    /// Waits `wait` and reports whether no datagram arrived.
+    pub fn quiet_for(&self, wait: Duration) -> bool {
+        self.socket.set_read_timeout(Some(wait)).unwrap();
+        let mut buf = vec![0u8; 70000];
+        let quiet = self.socket.recv(&mut buf).is_err();
+        self.socket.set_read_timeout(Some(PATIENCE)).unwrap();
+        quiet
+    }
+}
+
+pub fn hex(s: &str) -> Vec<u8> {
+    assert!(s.len() % 2 == 0, "odd hex");
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+pub fn to_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Makes closing `stream` send a reset (SO_LINGER 0) instead of a FIN.
+pub fn reset_on_close(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a correctly sized option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER: {}", io::Error::last_os_error());
+}
