@@ -1,0 +1,121 @@
+//! How long one call may take, and the deadline that carries that limit
+//! through connect, send and receive.
+//!
+//! The original library waited forever, so a lost UDP datagram or a dead
+//! server hung the caller. Every call here gets one deadline when it starts;
+//! every blocking step waits at most until then. These constants are the only
+//! place the defaults live; `man libnmdb` quotes them and a test checks that
+//! it does.
+
+use std::time::{Duration, Instant};
+
+/// Default limit for one call, in milliseconds.
+pub const DEFAULT_TIMEOUT_MS: u32 = 5000;
+
+/// Environment variable read by `nmdb_init()` to change the default.
+pub const TIMEOUT_ENV: &str = "NMDB_TIMEOUT_MS";
+
+/// Over datagram transports, a request that is safe to repeat is sent again
+/// if no reply came within this long; the wait doubles after each resend up
+/// to [`RESEND_MAX`].
+pub const RESEND_FIRST: Duration = Duration::from_millis(100);
+pub const RESEND_MAX: Duration = Duration::from_millis(1600);
+
+/// The timeout a new handle starts with: `NMDB_TIMEOUT_MS` when it holds a
+/// number of milliseconds (0 = wait forever), else the default.
+pub fn initial_timeout_ms() -> u32 {
+    parse_timeout(std::env::var(TIMEOUT_ENV).ok().as_deref())
+}
+
+/// The rule behind [`initial_timeout_ms`], apart from the environment.
+pub fn parse_timeout(value: Option<&str>) -> u32 {
+    value
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(DEFAULT_TIMEOUT_MS)
+}
+
+/// The deadline has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expired;
+
+/// The moment a call must give up; `None` waits forever (timeout 0).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(Option<Instant>);
+
+impl Deadline {
+    pub fn after_ms(ms: u32) -> Self {
+        Deadline((ms != 0).then(|| Instant::now() + Duration::from_millis(u64::from(ms))))
+    }
+
+    pub fn never() -> Self {
+        Deadline(None)
+    }
+
+    /// Time left: `Ok(None)` for no limit, `Err(Expired)` once it has passed.
+    pub fn remaining(&self) -> Result<Option<Duration>, Expired> {
+        match self.0 {
+            None => Ok(None),
+            Some(at) => match at.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Ok(Some(left)),
+                _ => Err(Expired),
+            },
+        }
+    }
+
+    /// Milliseconds for `poll()`, rounded up so that a wait never ends just
+    /// before the deadline and spins; -1 waits forever; `None` once passed.
+    /// `cap` shortens the wait (for resends).
+    pub fn poll_ms(&self, cap: Option<Duration>) -> Option<i32> {
+        let left = self.remaining().ok()?;
+        let wait = match (left, cap) {
+            (Some(l), Some(c)) => Some(l.min(c)),
+            (l, c) => l.or(c),
+        };
+        Some(match wait {
+            None => -1,
+            Some(d) => {
+                let ms = d.as_micros().div_ceil(1000);
+                i32::try_from(ms).unwrap_or(i32::MAX)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_value_must_be_a_plain_number_of_milliseconds() {
+        assert_eq!(parse_timeout(None), DEFAULT_TIMEOUT_MS);
+        assert_eq!(parse_timeout(Some("250")), 250);
+        assert_eq!(parse_timeout(Some(" 0 ")), 0);
+        assert_eq!(parse_timeout(Some("1.5")), DEFAULT_TIMEOUT_MS);
+        assert_eq!(parse_timeout(Some("-3")), DEFAULT_TIMEOUT_MS);
+        assert_eq!(parse_timeout(Some("")), DEFAULT_TIMEOUT_MS);
+    }
+
+    #[test]
+    fn zero_timeout_never_expires() {
+        let d = Deadline::after_ms(0);
+        assert_eq!(d.remaining(), Ok(None));
+        assert_eq!(d.poll_ms(None), Some(-1));
+        assert_eq!(d.poll_ms(Some(Duration::from_millis(100))), Some(100));
+    }
+
+    #[test]
+    fn passed_deadline_reports_expiry() {
+        let d = Deadline::after_ms(1);
+        std::thread::sleep(Duration::from_millis(3));
+        assert!(d.remaining().is_err());
+        assert_eq!(d.poll_ms(None), None);
+    }
+
+    #[test]
+    fn poll_wait_is_capped_and_rounded_up() {
+        let d = Deadline::after_ms(10_000);
+        assert_eq!(d.poll_ms(Some(Duration::from_micros(1500))), Some(2));
+        let ms = d.poll_ms(None).unwrap();
+        assert!((9_000..=10_000).contains(&ms), "{ms}");
+    }
+}
