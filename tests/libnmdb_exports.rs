@@ -90,15 +90,15 @@ fn exports_live_only_in_lib_rs() {
     }
 }
 
-/// target/<profile>, where cargo puts libnmdb.so (tests run from deps/).
-fn profile_dir() -> PathBuf {
+/// target/<profile>/deps, where cargo built libnmdb.so next to this test.
+fn deps_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
+    exe.parent().unwrap().to_path_buf()
 }
 
 #[test]
 fn shared_library_exports_exactly_the_api() {
-    let so = profile_dir().join("libnmdb.so");
+    let so = deps_dir().join("libnmdb.so");
     let out = Command::new("nm")
         .args(["-D", "--defined-only"])
         .arg(&so)
@@ -126,7 +126,7 @@ fn shared_library_exports_exactly_the_api() {
 fn shared_library_has_the_major_version_soname() {
     let out = Command::new("readelf")
         .arg("-d")
-        .arg(profile_dir().join("libnmdb.so"))
+        .arg(deps_dir().join("libnmdb.so"))
         .output()
         .expect("readelf");
     let text = String::from_utf8_lossy(&out.stdout);

@@ -47,6 +47,9 @@ impl TcpLink {
     }
 
     fn ensure_connected(&mut self, deadline: Deadline) -> Result<(), Error> {
+        if self.stream.is_some() && self.peer_closed() {
+            self.disconnect();
+        }
         if self.stream.is_some() {
             return Ok(());
         }
@@ -69,6 +72,28 @@ impl TcpLink {
         self.rbuf.clear();
         self.consumed = 0;
         Ok(())
+    }
+
+    /// True when the server closed or reset the idle connection (it was
+    /// restarted, or dropped us). Checked before sending, so that a write is
+    /// not lost on a connection already known dead. Anything else waiting is
+    /// a late reply, kept to be skipped by id.
+    fn peer_closed(&mut self) -> bool {
+        let Some(stream) = self.stream.as_mut() else {
+            return false;
+        };
+        let mut chunk = [0u8; 512];
+        loop {
+            match stream.read(&mut chunk) {
+                Ok(0) => return true,
+                // A server flooding us with unrequested data is broken too.
+                Ok(_) if self.rbuf.len() > 4 * MAX_MSG_SIZE => return true,
+                Ok(n) => self.rbuf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
     }
 
     fn disconnect(&mut self) {
