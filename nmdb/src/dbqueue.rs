@@ -94,6 +94,9 @@ struct WalkJob {
     workers_left: AtomicUsize,
 }
 
+// Jobs are nearly every message: boxing them to shrink the rare variants
+// would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Msg {
     Job(Job),
     Walk(Arc<WalkJob>),

@@ -5,7 +5,6 @@
 
 use nmdb_proto::{begin_frame, end_frame, Answer, ErrorCode, MAX_MSG_SIZE, TCP_PREFIX_LEN};
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
@@ -78,10 +77,7 @@ pub fn write_answer(out: &mut Vec<u8>, shape: ReplyShape, id: u32, answer: Answe
 }
 
 /// The address a datagram came from, to answer to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeerAddr {
-    Inet(SocketAddr),
-}
+pub type PeerAddr = nmdb_net::SockAddr;
 
 /// A datagram socket the database queue can answer through.
 pub trait DatagramSend: Send + Sync {

@@ -8,7 +8,9 @@ use crate::dbqueue::{DbQueue, Shared};
 use crate::engine::Engine;
 use crate::reply::Modes;
 use crate::stats::Stats;
-use crate::transport::{datagram, tcp, udp::Udp};
+use crate::transport::datagram::{self, Datagram};
+use crate::transport::{sctp, tcp, tipc, udp};
+use nmdb_proto::TIPC_SERVER_TYPE;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +43,9 @@ impl std::error::Error for StartError {}
 pub struct LocalAddrs {
     pub tcp: Option<SocketAddr>,
     pub udp: Option<SocketAddr>,
+    pub sctp: Option<SocketAddr>,
+    /// The TIPC instance range bound.
+    pub tipc: Option<(u32, u32)>,
 }
 
 pub struct Server {
@@ -50,6 +55,16 @@ pub struct Server {
     datagram_threads: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     addrs: LocalAddrs,
+}
+
+/// Names the usual cause when the kernel lacks a protocol.
+fn describe(e: &std::io::Error, protocol: &str) -> String {
+    match e.raw_os_error() {
+        Some(libc::EAFNOSUPPORT) | Some(libc::EPROTONOSUPPORT) | Some(libc::ESOCKTNOSUPPORT) => {
+            format!("the kernel has no {protocol} support ({e})")
+        }
+        _ => e.to_string(),
+    }
 }
 
 /// Logs a transport that could not start; an error only when the user
@@ -131,28 +146,60 @@ impl Server {
         let mut started = 0;
         if let Some((lower, upper, explicit)) = cfg.tipc {
             let what = if lower == upper {
-                format!("tipc {{26001, {lower}}}")
+                format!("tipc {{{TIPC_SERVER_TYPE}, {lower}}}")
             } else {
-                format!("tipc {{26001, {lower}, {upper}}}")
+                format!("tipc {{{TIPC_SERVER_TYPE}, {lower}, {upper}}}")
             };
-            unavailable(&what, explicit, "not supported by this build yet")?;
+            match tipc::bind(lower, upper) {
+                Ok(socket) => {
+                    self.start_datagram(socket, &what)?;
+                    self.addrs.tipc = Some((lower, upper));
+                    started += 1;
+                }
+                Err(e) => unavailable(&what, explicit, &describe(&e, "TIPC"))?,
+            }
         }
         if let Some(listen) = &cfg.tcp {
             started += self.start_tcp(listen)? as usize;
         }
-        if let Some(listen) = &cfg.udp {
-            started += self.start_udp(listen)? as usize;
+        if let Some(l) = &cfg.udp {
+            let addr = SocketAddr::new(l.addr, l.port);
+            match udp::bind(addr) {
+                Ok((socket, local)) => {
+                    self.start_datagram(socket, &format!("udp {local}"))?;
+                    self.addrs.udp = Some(local);
+                    started += 1;
+                }
+                Err(e) => unavailable(&format!("udp {addr}"), l.explicit, &e.to_string())?,
+            }
         }
         if let Some(l) = &cfg.sctp {
-            unavailable(
-                &format!("sctp {}", SocketAddr::new(l.addr, l.port)),
-                l.explicit,
-                "not supported by this build yet",
-            )?;
+            let addr = SocketAddr::new(l.addr, l.port);
+            match sctp::bind(addr) {
+                Ok((socket, local)) => {
+                    self.start_datagram(socket, &format!("sctp {local}"))?;
+                    self.addrs.sctp = Some(local);
+                    started += 1;
+                }
+                Err(e) => unavailable(&format!("sctp {addr}"), l.explicit, &describe(&e, "SCTP"))?,
+            }
         }
         if started == 0 {
             return Err(StartError("no transport could be started".into()));
         }
+        Ok(())
+    }
+
+    fn start_datagram(&mut self, socket: Datagram, what: &str) -> Result<(), StartError> {
+        let threads = datagram::spawn(
+            Arc::new(socket),
+            self.engine.clone(),
+            self.stop.clone(),
+            DATAGRAM_THREADS,
+        )
+        .map_err(|e| StartError(format!("{what}: cannot start threads: {e}")))?;
+        self.datagram_threads.extend(threads);
+        log::info!("listening on {what}");
         Ok(())
     }
 
@@ -178,29 +225,6 @@ impl Server {
         drop(_guard);
         self.addrs.tcp = local;
         log::info!("listening on tcp {}", local.unwrap_or(addr));
-        Ok(true)
-    }
-
-    fn start_udp(&mut self, listen: &Listen) -> Result<bool, StartError> {
-        let addr = SocketAddr::new(listen.addr, listen.port);
-        let socket = match Udp::bind(addr) {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                unavailable(&format!("udp {addr}"), listen.explicit, &e.to_string())?;
-                return Ok(false);
-            }
-        };
-        let local = socket.local_addr().ok();
-        let threads = datagram::spawn(
-            socket,
-            self.engine.clone(),
-            self.stop.clone(),
-            DATAGRAM_THREADS,
-        )
-        .map_err(|e| StartError(format!("udp {addr}: cannot start threads: {e}")))?;
-        self.datagram_threads.extend(threads);
-        self.addrs.udp = local;
-        log::info!("listening on udp {}", local.unwrap_or(addr));
         Ok(true)
     }
 

@@ -353,3 +353,93 @@ fn starts_in_the_background_by_default_and_stops_on_sigterm() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+#[test]
+fn transports_the_kernel_lacks_are_logged_and_skipped() {
+    let dir = TempDir::new("kernel");
+    let log = dir.path().join("nmdb.log");
+    let mut child = std::process::Command::new(nmdb_bin())
+        .args([
+            "-f",
+            "-T",
+            "127.0.0.1",
+            "-U",
+            "127.0.0.1",
+            "-t",
+            "0",
+            "-u",
+            "0",
+        ])
+        .arg("-d")
+        .arg(dir.path().join("db"))
+        .arg("-o")
+        .arg(&log)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("ready") {
+            break text;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "nmdb exited:\n{text}");
+        assert!(std::time::Instant::now() < deadline, "not ready:\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let expect = |available: bool, unavailable_line: &str, listening_line: &str| {
+        if available {
+            assert!(text.contains(listening_line), "{text}");
+        } else {
+            assert!(
+                text.contains(unavailable_line) && text.contains("the kernel has no"),
+                "{text}"
+            );
+        }
+    };
+    expect(
+        nmdb_net::tipc::available(),
+        "tipc {26001, 10} unavailable",
+        "listening on tipc {26001, 10}",
+    );
+    expect(
+        nmdb_net::sctp::available(),
+        "sctp 0.0.0.0:26010 unavailable",
+        "listening on sctp 0.0.0.0:26010",
+    );
+    assert!(text.contains("listening on tcp 127.0.0.1:"));
+}
+
+#[test]
+fn explicitly_requested_tipc_or_sctp_missing_from_the_kernel_is_an_error() {
+    if nmdb_net::tipc::available() && nmdb_net::sctp::available() {
+        return; // nothing is missing on this kernel; the guest tests cover the transports
+    }
+    let dir = TempDir::new("explicit");
+    let args: &[&str] = if nmdb_net::tipc::available() {
+        &["-s", "0", "--no-tipc"]
+    } else {
+        &["-l", "12", "--no-sctp"]
+    };
+    let out = std::process::Command::new(nmdb_bin())
+        .args([
+            "-f",
+            "-T",
+            "127.0.0.1",
+            "-U",
+            "127.0.0.1",
+            "-t",
+            "0",
+            "-u",
+            "0",
+            "-d",
+        ])
+        .arg(dir.path().join("db"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the kernel has no"));
+}

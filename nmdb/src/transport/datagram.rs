@@ -1,13 +1,14 @@
-//! The receive loop shared by every datagram transport (UDP now; TIPC and
-//! SCTP have the same shape): one datagram is one request, and the answer
-//! goes back to the sender's address.
+//! The receive loop shared by every datagram transport (UDP, TIPC, SCTP):
+//! one message is one request, and the answer goes back to the sender's
+//! address.
 //!
 //! Several threads run the loop on the same socket, so one slow request
-//! (a database read) does not hold up the next datagram. Sockets have a
+//! (a database read) does not hold up the next message. Sockets have a
 //! receive timeout so the threads notice shutdown.
 
 use crate::engine::{Engine, Link};
 use crate::reply::{DatagramSend, PeerAddr, ReplyShape, ReplyTo};
+use nmdb_net::DgramSocket;
 use nmdb_proto::{Counter, REQUEST_HEADER_LEN};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,23 +19,81 @@ use std::time::Duration;
 /// How often a blocked receiver checks for shutdown.
 pub const STOP_POLL: Duration = Duration::from_millis(200);
 
-/// A datagram socket the receive loop can serve.
-pub trait DatagramSocket: DatagramSend {
-    /// Receives one datagram; `WouldBlock`/`TimedOut` when the receive
-    /// timeout passed with nothing.
-    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, PeerAddr)>;
-    /// The counter of messages received on this transport.
-    fn counter(&self) -> Counter;
-    /// Name for logs.
-    fn name(&self) -> &'static str;
+/// Which datagram transport a socket carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Udp,
+    Tipc,
+    Sctp,
 }
 
-struct DatagramLink<'a, S: DatagramSocket + 'static> {
-    socket: &'a Arc<S>,
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Udp => "udp",
+            Kind::Tipc => "tipc",
+            Kind::Sctp => "sctp",
+        }
+    }
+
+    fn counter(self) -> Counter {
+        match self {
+            Kind::Udp => Counter::MsgUdp,
+            Kind::Tipc => Counter::MsgTipc,
+            Kind::Sctp => Counter::MsgSctp,
+        }
+    }
+
+    /// Largest reply that fits one message of this transport.
+    fn max_reply(self) -> usize {
+        match self {
+            Kind::Udp => nmdb_proto::MAX_UDP_MSG_SIZE,
+            Kind::Tipc | Kind::Sctp => nmdb_proto::MAX_MSG_SIZE,
+        }
+    }
+}
+
+/// A bound datagram socket and what it carries.
+pub struct Datagram {
+    socket: DgramSocket,
+    kind: Kind,
+}
+
+impl Datagram {
+    /// Wraps a bound socket, with the shutdown poll as receive timeout.
+    pub fn new(socket: DgramSocket, kind: Kind) -> io::Result<Self> {
+        socket.set_read_timeout(Some(STOP_POLL))?;
+        Ok(Datagram { socket, kind })
+    }
+
+    pub fn socket(&self) -> &DgramSocket {
+        &self.socket
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+}
+
+impl DatagramSend for Datagram {
+    fn send_to(&self, msg: &[u8], peer: &PeerAddr) -> io::Result<()> {
+        self.socket.send_to(msg, peer).map(drop)
+    }
+
+    fn shape(&self) -> ReplyShape {
+        ReplyShape {
+            framed: false,
+            max_len: self.kind.max_reply(),
+        }
+    }
+}
+
+struct DatagramLink<'a> {
+    socket: &'a Arc<Datagram>,
     peer: PeerAddr,
 }
 
-impl<S: DatagramSocket + 'static> Link for DatagramLink<'_, S> {
+impl Link for DatagramLink<'_> {
     fn shape(&self) -> ReplyShape {
         self.socket.shape()
     }
@@ -47,35 +106,33 @@ impl<S: DatagramSocket + 'static> Link for DatagramLink<'_, S> {
     }
 }
 
-fn receive_loop<S: DatagramSocket + 'static>(
-    socket: Arc<S>,
-    engine: Arc<Engine>,
-    stop: Arc<AtomicBool>,
-) {
-    // One byte more than the largest datagram, so nothing is cut silently.
-    let mut buf = vec![0u8; 65536 + 1];
+fn receive_loop(socket: Arc<Datagram>, engine: Arc<Engine>, stop: Arc<AtomicBool>) {
+    // One byte more than the largest message, so nothing is cut silently.
+    let mut buf = vec![0u8; nmdb_proto::MAX_MSG_SIZE + 1];
     let mut out = Vec::with_capacity(64 * 1024);
+    let name = socket.kind.name();
     while !stop.load(Ordering::Relaxed) {
-        let (len, peer) = match socket.recv_from(&mut buf) {
+        let (len, peer) = match socket.socket.recv_from(&mut buf) {
             Ok(r) => r,
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) =>
             {
                 continue
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 // ICMP errors from earlier replies surface here on some
                 // kernels; they concern one peer, not the socket.
-                log::debug!("{} receive failed: {e}", socket.name());
+                log::debug!("{name} receive failed: {e}");
                 continue;
             }
         };
         if len >= REQUEST_HEADER_LEN {
-            engine.stats.inc(socket.counter());
+            engine.stats.inc(socket.kind.counter());
         }
         out.clear();
         let mut link = DatagramLink {
@@ -85,15 +142,15 @@ fn receive_loop<S: DatagramSocket + 'static>(
         engine.handle(&buf[..len], &mut link, &mut out);
         if !out.is_empty() {
             if let Err(e) = socket.send_to(&out, &peer) {
-                log::debug!("{} reply to {peer:?} failed: {e}", socket.name());
+                log::debug!("{name} reply to {peer:?} failed: {e}");
             }
         }
     }
 }
 
 /// Starts `threads` receive loops on `socket`.
-pub fn spawn<S: DatagramSocket + 'static>(
-    socket: Arc<S>,
+pub fn spawn(
+    socket: Arc<Datagram>,
     engine: Arc<Engine>,
     stop: Arc<AtomicBool>,
     threads: usize,
@@ -102,7 +159,7 @@ pub fn spawn<S: DatagramSocket + 'static>(
         .map(|i| {
             let (socket, engine, stop) = (socket.clone(), engine.clone(), stop.clone());
             std::thread::Builder::new()
-                .name(format!("nmdb-{}-{i}", socket.name()))
+                .name(format!("nmdb-{}-{i}", socket.kind.name()))
                 .spawn(move || receive_loop(socket, engine, stop))
         })
         .collect()

@@ -1,0 +1,313 @@
+//! Datagram sockets for the transports the standard library lacks (TIPC,
+//! SCTP one-to-many), shared by the server and the client library so each
+//! address layout and socket call is written once.
+//!
+//! [`DgramSocket`] is a plain blocking socket with `recv_from`/`send_to`
+//! over [`SockAddr`], which holds any of the address families used here.
+
+pub mod sctp;
+pub mod tipc;
+
+use std::io;
+use std::mem::{size_of, MaybeUninit};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+pub use tipc::TipcAddr;
+
+/// A socket address of any family, as the kernel sees it.
+#[derive(Clone, Copy)]
+pub struct SockAddr {
+    storage: libc::sockaddr_storage,
+    len: libc::socklen_t,
+}
+
+impl SockAddr {
+    /// An empty address for the kernel to fill.
+    fn empty() -> Self {
+        // SAFETY: sockaddr_storage is plain old data; all zeroes is valid.
+        SockAddr {
+            storage: unsafe { MaybeUninit::zeroed().assume_init() },
+            len: size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+        }
+    }
+
+    /// Copies a concrete `sockaddr_*` structure.
+    pub(crate) fn from_raw<T: Copy>(addr: &T) -> Self {
+        assert!(size_of::<T>() <= size_of::<libc::sockaddr_storage>());
+        let mut out = Self::empty();
+        // SAFETY: T fits in the storage (checked above); both are plain data.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                addr as *const T as *const u8,
+                &mut out.storage as *mut _ as *mut u8,
+                size_of::<T>(),
+            );
+        }
+        out.len = size_of::<T>() as libc::socklen_t;
+        out
+    }
+
+    pub fn family(&self) -> libc::c_int {
+        libc::c_int::from(self.storage.ss_family)
+    }
+
+    /// Reads the address as a concrete structure, if it is at least that long.
+    pub(crate) fn as_raw<T: Copy>(&self) -> Option<T> {
+        if (self.len as usize) < size_of::<T>() {
+            return None;
+        }
+        // SAFETY: the storage holds at least size_of::<T>() initialised bytes.
+        Some(unsafe { std::ptr::read_unaligned(&self.storage as *const _ as *const T) })
+    }
+
+    fn as_ptr(&self) -> *const libc::sockaddr {
+        &self.storage as *const _ as *const libc::sockaddr
+    }
+
+    /// The IP address and port, for `AF_INET`/`AF_INET6`.
+    pub fn as_inet(&self) -> Option<SocketAddr> {
+        match self.family() {
+            libc::AF_INET => {
+                let a: libc::sockaddr_in = self.as_raw()?;
+                Some(SocketAddr::V4(SocketAddrV4::new(
+                    Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                    u16::from_be(a.sin_port),
+                )))
+            }
+            libc::AF_INET6 => {
+                let a: libc::sockaddr_in6 = self.as_raw()?;
+                Some(SocketAddr::V6(SocketAddrV6::new(
+                    Ipv6Addr::from(a.sin6_addr.s6_addr),
+                    u16::from_be(a.sin6_port),
+                    a.sin6_flowinfo,
+                    a.sin6_scope_id,
+                )))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl From<SocketAddr> for SockAddr {
+    fn from(addr: SocketAddr) -> Self {
+        match addr {
+            SocketAddr::V4(a) => {
+                // SAFETY: plain old data.
+                let mut raw: libc::sockaddr_in = unsafe { MaybeUninit::zeroed().assume_init() };
+                raw.sin_family = libc::AF_INET as libc::sa_family_t;
+                raw.sin_port = a.port().to_be();
+                raw.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+                SockAddr::from_raw(&raw)
+            }
+            SocketAddr::V6(a) => {
+                // SAFETY: plain old data.
+                let mut raw: libc::sockaddr_in6 = unsafe { MaybeUninit::zeroed().assume_init() };
+                raw.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                raw.sin6_port = a.port().to_be();
+                raw.sin6_addr.s6_addr = a.ip().octets();
+                raw.sin6_flowinfo = a.flowinfo();
+                raw.sin6_scope_id = a.scope_id();
+                SockAddr::from_raw(&raw)
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for SockAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(a) = self.as_inet() {
+            return write!(f, "{a}");
+        }
+        if let Some(a) = TipcAddr::from_sockaddr(self) {
+            return write!(f, "{a:?}");
+        }
+        write!(f, "<address family {}>", self.family())
+    }
+}
+
+impl PartialEq for SockAddr {
+    fn eq(&self, other: &Self) -> bool {
+        let bytes = |a: &SockAddr| {
+            // SAFETY: reading `len` initialised bytes of the storage.
+            unsafe { std::slice::from_raw_parts(a.as_ptr() as *const u8, a.len as usize) }.to_vec()
+        };
+        self.len == other.len && bytes(self) == bytes(other)
+    }
+}
+
+impl Eq for SockAddr {}
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// A blocking message socket (datagram, reliable datagram or SCTP
+/// one-to-many); closed when dropped.
+#[derive(Debug)]
+pub struct DgramSocket {
+    fd: OwnedFd,
+}
+
+impl DgramSocket {
+    /// `socket(domain, ty | SOCK_CLOEXEC, protocol)`.
+    pub fn new(domain: libc::c_int, ty: libc::c_int, protocol: libc::c_int) -> io::Result<Self> {
+        // SAFETY: socket() has no memory arguments.
+        let fd = cvt(unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) })?;
+        // SAFETY: `fd` is a fresh descriptor that we now own.
+        Ok(DgramSocket {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    pub fn bind(&self, addr: &SockAddr) -> io::Result<()> {
+        // SAFETY: the pointer and length describe `addr`'s storage.
+        cvt(unsafe { libc::bind(self.fd.as_raw_fd(), addr.as_ptr(), addr.len) }).map(drop)
+    }
+
+    pub fn listen(&self, backlog: libc::c_int) -> io::Result<()> {
+        // SAFETY: plain system call on our descriptor.
+        cvt(unsafe { libc::listen(self.fd.as_raw_fd(), backlog) }).map(drop)
+    }
+
+    /// The address the socket is bound to.
+    pub fn local_addr(&self) -> io::Result<SockAddr> {
+        let mut addr = SockAddr::empty();
+        // SAFETY: the kernel writes at most `len` bytes into the storage.
+        cvt(unsafe {
+            libc::getsockname(
+                self.fd.as_raw_fd(),
+                &mut addr.storage as *mut _ as *mut libc::sockaddr,
+                &mut addr.len,
+            )
+        })?;
+        Ok(addr)
+    }
+
+    /// Bounds how long `recv_from` blocks (`None`: forever).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let t = timeout.unwrap_or_default();
+        let tv = libc::timeval {
+            tv_sec: t.as_secs() as libc::time_t,
+            // A zero timeval means forever: round a tiny timeout up.
+            tv_usec: if timeout.is_some() && t.is_zero() {
+                1
+            } else {
+                t.subsec_micros() as libc::suseconds_t
+            },
+        };
+        self.setsockopt(libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)
+    }
+
+    /// `setsockopt` with a plain-data value.
+    pub fn setsockopt<T>(
+        &self,
+        level: libc::c_int,
+        name: libc::c_int,
+        value: &T,
+    ) -> io::Result<()> {
+        // SAFETY: the pointer and size describe `value`.
+        cvt(unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                level,
+                name,
+                value as *const T as *const libc::c_void,
+                size_of::<T>() as libc::socklen_t,
+            )
+        })
+        .map(drop)
+    }
+
+    /// Receives one message; `WouldBlock` when the read timeout passed.
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SockAddr)> {
+        let mut addr = SockAddr::empty();
+        // SAFETY: `buf` and the address storage are valid for the lengths given.
+        let n = cvt_size(unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                0,
+                &mut addr.storage as *mut _ as *mut libc::sockaddr,
+                &mut addr.len,
+            )
+        })?;
+        Ok((n, addr))
+    }
+
+    /// Sends one message to `addr`.
+    pub fn send_to(&self, msg: &[u8], addr: &SockAddr) -> io::Result<usize> {
+        // SAFETY: `msg` and `addr` are valid for the lengths given.
+        cvt_size(unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                msg.as_ptr() as *const libc::c_void,
+                msg.len(),
+                libc::MSG_NOSIGNAL,
+                addr.as_ptr(),
+                addr.len,
+            )
+        })
+    }
+}
+
+impl AsRawFd for DgramSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inet_addresses_round_trip() {
+        for a in ["127.0.0.1:26010", "[::1]:9"] {
+            let a: SocketAddr = a.parse().unwrap();
+            assert_eq!(SockAddr::from(a).as_inet(), Some(a));
+        }
+    }
+
+    #[test]
+    fn udp_datagram_round_trip_through_the_raw_socket() {
+        let rx = DgramSocket::new(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+        rx.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        let tx = DgramSocket::new(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+        tx.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        tx.send_to(b"ping", &rx.local_addr().unwrap()).unwrap();
+        let mut buf = [0u8; 16];
+        let (n, from) = rx.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"ping");
+        assert_eq!(from, tx.local_addr().unwrap());
+    }
+
+    #[test]
+    fn read_timeout_gives_would_block() {
+        let s = DgramSocket::new(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+        s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+        let err = s.recv_from(&mut [0u8; 4]).unwrap_err();
+        assert!(matches!(
+            err.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ));
+    }
+}
