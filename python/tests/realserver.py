@@ -1,0 +1,115 @@
+"""Starting and stopping the real nmdb server for the tests.
+
+The server listens on TCP and UDP on 127.0.0.1 with ports chosen by the
+kernel (``-t 0 -u 0``); it logs the ports it got and then "ready", and the
+tests wait for that line instead of sleeping.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+_READY_TIMEOUT = 60  # seconds; RocksDB opens slowly on a loaded machine
+_STOP_TIMEOUT = 30
+_LISTEN = re.compile(r"listening on (tcp|udp) 127\.0\.0\.1:(\d+)")
+
+
+def release_dirs():
+    """Where cargo puts release builds: $CARGO_TARGET_DIR, then ./target."""
+    dirs = []
+    if os.environ.get("CARGO_TARGET_DIR"):
+        dirs.append(Path(os.environ["CARGO_TARGET_DIR"]) / "release")
+    dirs.append(REPO / "target" / "release")
+    return dirs
+
+
+def find_built(env, name):
+    """The path in env if set, else the first release dir holding name.
+
+    Returns (path or None, list of what was tried) so that a failure can
+    say exactly where it looked.
+    """
+    if os.environ.get(env):
+        path = Path(os.environ[env])
+        return (path if path.is_file() else None), [f"{env}={path}"]
+    tried = [str(d / name) for d in release_dirs()]
+    for path in map(Path, tried):
+        if path.is_file():
+            return path, tried
+    return None, tried
+
+
+class Server:
+    """One nmdb process with its own database directory and log."""
+
+    def __init__(self, binary, workdir):
+        self.binary = binary
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log = self.workdir / "log"
+        self.process = None
+        self.tcp_port = self.udp_port = None
+
+    def start(self, tcp_port=0, udp_port=0):
+        """Starts the server and waits until its log says it is ready; port
+        0 lets the kernel choose."""
+        # A restart appends to the same log: remember where this run starts.
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        # fmt: off
+        args = [
+            str(self.binary), "-f", "--no-tipc", "--no-sctp",
+            "-T", "127.0.0.1", "-U", "127.0.0.1", "-t", str(tcp_port), "-u", str(udp_port),
+            "-d", str(self.workdir / "db"), "-o", str(self.log),
+        ]
+        # fmt: on
+        stderr = open(self.workdir / "stderr", "ab")
+        with stderr:
+            self.process = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr
+            )
+        deadline = time.monotonic() + _READY_TIMEOUT
+        while True:
+            text = self.log.read_text(errors="replace")[offset:] if self.log.exists() else ""
+            if re.search(r"\bready$", text, re.MULTILINE):
+                break
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nmdb exited with {self.process.returncode}:\n{self._output()}")
+            if time.monotonic() > deadline:
+                self.process.kill()
+                raise RuntimeError(f"nmdb not ready after {_READY_TIMEOUT} s:\n{self._output()}")
+            time.sleep(0.02)
+        ports = dict((proto, int(port)) for proto, port in _LISTEN.findall(text))
+        self.tcp_port, self.udp_port = ports["tcp"], ports["udp"]
+        return self
+
+    def stop(self):
+        """Stops the server with SIGTERM; returns its exit status."""
+        if self.process is None:
+            return None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            status = self.process.wait(_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired as e:
+            self.process.kill()
+            self.process.wait()
+            raise RuntimeError(f"nmdb ignored SIGTERM for {_STOP_TIMEOUT} s") from e
+        finally:
+            self.process = None
+        return status
+
+    def address(self, transport):
+        """(host, port) of this server over "tcp" or "udp"."""
+        return "127.0.0.1", {"tcp": self.tcp_port, "udp": self.udp_port}[transport]
+
+    def _output(self):
+        parts = []
+        for name in ("log", "stderr"):
+            path = self.workdir / name
+            if path.exists():
+                parts.append(f"--- {name}\n" + path.read_text(errors="replace"))
+        return "\n".join(parts)
