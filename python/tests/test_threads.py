@@ -2,6 +2,8 @@
 
 import threading
 
+import pytest
+
 import nmdb
 
 THREADS = 8
@@ -37,8 +39,9 @@ def test_first_operations_from_many_threads_add_the_default_once(server, monkeyp
     assert [db[(ns, i)] for i in range(THREADS)] == list(range(THREADS))
 
 
-def test_threads_sharing_an_object_each_get_their_own_answers(server, connect, ns):
-    db = connect(nmdb.Cache, server, "udp")
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_threads_sharing_an_object_each_get_their_own_answers(server, connect, ns, transport):
+    db = connect(nmdb.Cache, server, transport)
 
     def work(i):
         for n in range(200):
