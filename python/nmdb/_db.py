@@ -78,7 +78,8 @@ class _Client:
         # Guards the handle swap and the server count: several threads may
         # share one object, since the C library allows sharing a handle.
         self._lock = threading.Lock()
-        self._nservers = 0
+        # What was added to the handle, as "tcp:host:port" names.
+        self._servers = ()
         self._timeout = None
         self._handle = None
         self._finalizer = None
@@ -127,7 +128,7 @@ class _Client:
     def _add(self, kind, addr, port):
         with self._lock:
             self._add_to(self._open_handle(), kind, addr, port)
-            self._nservers += 1
+            self._servers += (_servers.describe(kind, addr, port),)
 
     def _add_default(self):
         """Adds the default servers (see nmdb._servers) to a new handle and
@@ -145,7 +146,7 @@ class _Client:
             lib.nmdb_free(handle)
             raise
         self._replace_handle(handle)
-        self._nservers = len(servers)
+        self._servers = tuple(_servers.describe(*server) for server in servers)
 
     def _first_default(self, handle):
         failures = []
@@ -162,12 +163,18 @@ class _Client:
 
     def _ready(self):
         """The handle to use, with the default servers added if none was."""
-        if self._nservers == 0:
+        if not self._servers:
             with self._lock:
                 self._open_handle()
-                if self._nservers == 0:
+                if not self._servers:
                     self._add_default()
         return self._open_handle()
+
+    @property
+    def servers(self):
+        """The servers added so far, as a tuple of names such as
+        "tcp:127.0.0.1:26010" or "tipc:11" (defaults filled in)."""
+        return self._servers
 
     def add_server(self, port):
         """Adds the TIPC server with this port (instance) number; the user
@@ -232,7 +239,7 @@ class _Client:
         self.close()
 
     def __repr__(self):
-        state = "closed" if self._handle is None else f"{self._nservers} server(s)"
+        state = "closed" if self._handle is None else ", ".join(self._servers) or "no server"
         return f"<nmdb.{type(self).__name__}: {state}>"
 
     # --- pickling -------------------------------------------------------

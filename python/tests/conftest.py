@@ -14,7 +14,7 @@ import pytest
 from realserver import Server, find_built
 
 _BUILD_HINT = (
-    "build them with `cargo build --release --workspace` (with the same "
+    "Build them with `cargo build --release --workspace` (with the same "
     "CARGO_TARGET_DIR), or point NMDB_BIN / NMDB_LIBRARY at them"
 )
 

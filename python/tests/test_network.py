@@ -104,9 +104,10 @@ def test_add_sctp_server_adds_or_says_why_not(server):
     try:
         db.add_sctp_server("127.0.0.1", server.tcp_port)
     except nmdb.NetworkError as e:
-        assert "sctp:127.0.0.1" in str(e)
+        assert f"sctp:127.0.0.1:{server.tcp_port}" in str(e)
+        assert db.servers == ()
     else:
-        assert "1 server" in repr(db)
+        assert db.servers == (f"sctp:127.0.0.1:{server.tcp_port}",)
 
 
 @pytest.mark.parametrize("bad", [-1, 2**32])
