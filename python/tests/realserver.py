@@ -102,6 +102,14 @@ class Server:
             self.process = None
         return status
 
+    def pause(self):
+        """Freezes the server (SIGSTOP): it stays bound but answers nothing."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        """Lets a paused server go on with what it received meanwhile."""
+        self.process.send_signal(signal.SIGCONT)
+
     def address(self, transport):
         """(host, port) of this server over "tcp" or "udp"."""
         return "127.0.0.1", {"tcp": self.tcp_port, "udp": self.udp_port}[transport]

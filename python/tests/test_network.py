@@ -88,6 +88,25 @@ def test_stopped_server_raises_network_error_within_the_timeout(fresh_server, co
     assert took < LATE, message
 
 
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_late_reply_after_a_timeout_is_not_taken_for_the_next_answer(
+    fresh_server, connect, transport
+):
+    db = connect(nmdb.SyncDB, fresh_server, transport)
+    db.set_timeout(TIMEOUT_MS)
+    db["a"] = "old a"
+    db["b"] = "b"
+    fresh_server.pause()
+    try:
+        with pytest.raises(nmdb.NetworkError, match="timed out"):
+            db["a"]
+    finally:
+        fresh_server.resume()
+    # The server now answers the GET of "a" too; that reply is stale.
+    assert db["b"] == "b"
+    assert db["a"] == "old a"
+
+
 def test_tcp_reconnects_after_the_server_restarts_on_the_same_port(fresh_server, connect):
     db = connect(nmdb.SyncDB, fresh_server)
     db["k"] = 1
