@@ -44,6 +44,11 @@ def find_built(env, name):
     return None, tried
 
 
+def _task_state(task):
+    """A thread's state letter from /proc: the field after "(command)"."""
+    return (task / "stat").read_text().rpartition(")")[2].split()[0]
+
+
 class Server:
     """One nmdb process with its own database directory and log."""
 
@@ -103,8 +108,16 @@ class Server:
         return status
 
     def pause(self):
-        """Freezes the server (SIGSTOP): it stays bound but answers nothing."""
+        """Freezes the server (SIGSTOP): it stays bound but answers nothing.
+        Returns once the kernel shows it stopped: the signal is delivered
+        asynchronously, and a request sent before that would be answered."""
         self.process.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.process.pid}/task")
+        deadline = time.monotonic() + _STOP_TIMEOUT
+        while not all(_task_state(t) == "T" for t in tasks.iterdir()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("nmdb did not stop on SIGSTOP")
+            time.sleep(0.001)
 
     def resume(self):
         """Lets a paused server go on with what it received meanwhile."""
