@@ -7,14 +7,18 @@ import pytest
 import nmdb
 
 CLASSES = [nmdb.DB, nmdb.SyncDB, nmdb.Cache]
-by_name = {"ids": lambda c: c.__name__}
 
 FALSY = [0, "", None, False, (), b"", 0.0, [], {}]
 
 
-@pytest.fixture(params=CLASSES, **by_name)
+@pytest.fixture(
+    params=[(cls, t) for cls in CLASSES for t in ("tcp", "udp")],
+    ids=lambda p: f"{p[0].__name__}-{p[1]}",
+)
 def obj(request, server, connect):
-    return connect(request.param, server, "tcp")
+    """Each class, over each transport, on the shared server."""
+    cls, transport = request.param
+    return connect(cls, server, transport)
 
 
 def test_missing_key_raises_key_error_with_the_key(obj, ns):
