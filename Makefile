@@ -2,7 +2,13 @@
 #
 #   make            build the server, the library and nmdb-stats (release)
 #   make run        build and start the server in the foreground on ./database
-#   make check      install what tests need, then build and run every test
+#   make check      install what tests need, then build and run every test:
+#                   Rust and C (nextest), Python (pytest), and TIPC/SCTP in a
+#                   Debian kernel under qemu (tests/kernel/run.sh)
+#
+# Always build the whole workspace (as these targets do): building one
+# package alone unifies build-dependency features differently and makes
+# cargo compile RocksDB a second time.
 #   make install    install under $(DESTDIR)$(PREFIX); then run ldconfig
 #   make uninstall  remove what install put there
 
@@ -39,6 +45,8 @@ check test:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) build --release --workspace
 	$(CARGO) nextest run --release --workspace --no-fail-fast
+	CARGO_TARGET_DIR=$(TARGET_DIR) python3 -m pytest -q python/tests
+	CARGO_TARGET_DIR=$(TARGET_DIR) tests/kernel/run.sh
 
 install:
 	@test -x $(REL)/nmdb -a -f $(REL)/libnmdb.so || { echo "run 'make' first" >&2; exit 1; }

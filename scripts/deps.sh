@@ -2,6 +2,7 @@
 # Checks (and, as root, installs) what building and testing nmdb needs.
 #   scripts/deps.sh build   - to build and run the server and library
 #   scripts/deps.sh test    - to run every test as well
+#   scripts/deps.sh kernel  - to boot the TIPC/SCTP test kernel under qemu
 # Prints exactly what is missing when it cannot install it.
 set -euo pipefail
 
@@ -17,10 +18,15 @@ need_cmd make make
 need_cmd pkg-config pkg-config
 # rocksdb's bindings are generated at build time with libclang.
 need_pkg libclang-dev
+if [ "$purpose" = kernel ] || [ "$purpose" = test ]; then
+    need_cmd qemu-system-x86_64 qemu-system-x86
+    need_cmd busybox busybox-static
+    need_cmd insmod kmod
+    need_cmd python3 python3
+fi
 if [ "$purpose" = test ]; then
     need_cmd valgrind valgrind
     need_cmd groff groff-base
-    need_cmd python3 python3
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then
@@ -38,6 +44,10 @@ fi
 for tool in cargo rustc; do
     command -v "$tool" >/dev/null || { echo "deps: $tool not found: install Rust (rustup) first" >&2; exit 1; }
 done
+if [ "$purpose" = test ] && ! python3 -c 'import pytest' 2>/dev/null; then
+    echo "deps: installing pytest"
+    python3 -m pip install -q pytest || { echo "deps: cannot install pytest (python3 -m pip install pytest)" >&2; exit 1; }
+fi
 if [ "$purpose" = test ] && ! cargo nextest --version >/dev/null 2>&1; then
     echo "deps: installing cargo-nextest"
     cargo install --locked cargo-nextest >/dev/null

@@ -59,23 +59,20 @@ impl TestServer {
         Self::start_on(&dir.path().join("db"), &dir.path().join("nmdb.log"), extra)
     }
 
-    /// Starts a server on the database at `db`, logging to `log`.
+    /// Starts a server on the database at `db`, logging to `log`, on
+    /// loopback TCP and UDP only.
     pub fn start_on(db: &Path, log: &Path, extra: &[&str]) -> TestServer {
+        let mut args = vec!["--no-tipc", "--no-sctp"];
+        args.extend_from_slice(extra);
+        Self::start_with(db, log, &args)
+    }
+
+    /// Starts a server with loopback TCP and UDP on free ports and `extra`
+    /// options (which may switch TIPC and SCTP on or off).
+    pub fn start_with(db: &Path, log: &Path, extra: &[&str]) -> TestServer {
         let _ = std::fs::remove_file(log);
         let child = Command::new(nmdb_bin())
-            .args([
-                "-f",
-                "--no-tipc",
-                "--no-sctp",
-                "-T",
-                "127.0.0.1",
-                "-U",
-                "127.0.0.1",
-                "-t",
-                "0",
-                "-u",
-                "0",
-            ])
+            .args(["-f", "-T", "127.0.0.1", "-U", "127.0.0.1", "-t", "0", "-u", "0"])
             .arg("-d")
             .arg(db)
             .arg("-o")
