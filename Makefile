@@ -9,6 +9,7 @@
 # Always build the whole workspace (as these targets do): building one
 # package alone unifies build-dependency features differently and makes
 # cargo compile RocksDB a second time.
+#   make bench      the benchmarks of BENCHMARKS.md (scripts/bench.sh)
 #   make install    install under $(DESTDIR)$(PREFIX); then run ldconfig
 #   make uninstall  remove what install put there
 
@@ -27,7 +28,7 @@ PCDIR := $(LIBDIR)/pkgconfig
 MAN1DIR := $(DESTDIR)$(PREFIX)/share/man/man1
 MAN3DIR := $(DESTDIR)$(PREFIX)/share/man/man3
 
-.PHONY: all build run check test install uninstall clean
+.PHONY: all build run check test bench install uninstall clean
 
 all: build
 
@@ -47,6 +48,9 @@ check test:
 	$(CARGO) nextest run --release --workspace --no-fail-fast
 	CARGO_TARGET_DIR=$(TARGET_DIR) python3 -m pytest -q python/tests
 	CARGO_TARGET_DIR=$(TARGET_DIR) tests/kernel/run.sh
+
+bench: build
+	scripts/bench.sh
 
 install:
 	@test -x $(REL)/nmdb -a -f $(REL)/libnmdb.so || { echo "run 'make' first" >&2; exit 1; }

@@ -33,8 +33,8 @@ nmdb_t *nmdb_connect(int port);
 
 /**
  * Adds the TIPC server with this port (instance); negative means 10.
- * Returns 1 on success, 0 on failure (TIPC is not available on this host
- * or in this build).
+ * Requests are multicast to the name {26001, port}. Returns 1 on success,
+ * 0 on failure (the kernel has no TIPC support).
  */
 int nmdb_add_tipc_server(nmdb_t *db, int port);
 
@@ -57,8 +57,8 @@ int nmdb_add_tcp_server(nmdb_t *db, const char *addr, int port);
 int nmdb_add_udp_server(nmdb_t *db, const char *addr, int port);
 
 /**
- * Adds an SCTP server. Returns 1 on success, 0 on failure (SCTP is not
- * available on this host or in this build).
+ * Adds an SCTP server (one-to-many socket). Returns 1 on success, 0 on
+ * failure (bad address, or the kernel has no SCTP support).
  */
 int nmdb_add_sctp_server(nmdb_t *db, const char *addr, int port);
 

@@ -77,8 +77,8 @@ unsafe fn add_tipc(db: *mut nmdb_t, port: c_int) -> Result<c_int, Error> {
 }
 
 /// Adds the TIPC server with this port (instance); negative means 10.
-/// Returns 1 on success, 0 on failure (TIPC is not available on this host
-/// or in this build).
+/// Requests are multicast to the name {26001, port}. Returns 1 on success,
+/// 0 on failure (the kernel has no TIPC support).
 #[no_mangle]
 pub unsafe extern "C" fn nmdb_add_tipc_server(db: *mut nmdb_t, port: c_int) -> c_int {
     guard(0, || add_tipc(db, port))
@@ -113,8 +113,8 @@ pub unsafe extern "C" fn nmdb_add_udp_server(
     guard(0, || add_inet(db, Transport::Udp, addr, port))
 }
 
-/// Adds an SCTP server. Returns 1 on success, 0 on failure (SCTP is not
-/// available on this host or in this build).
+/// Adds an SCTP server (one-to-many socket). Returns 1 on success, 0 on
+/// failure (bad address, or the kernel has no SCTP support).
 #[no_mangle]
 pub unsafe extern "C" fn nmdb_add_sctp_server(
     db: *mut nmdb_t,

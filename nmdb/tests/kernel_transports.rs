@@ -108,13 +108,31 @@ fn every_request_and_mode(call: &dyn Fn(&[u8]) -> Vec<u8>) {
     assert_eq!(code(&del(b"c", FLAGS_CACHE_ONLY)), ReplyCode::Ok);
     assert_eq!(code(&get(b"c", FLAGS_CACHE_ONLY)), ReplyCode::CacheMiss);
     set(b"n", b"41\0", FLAGS_SYNC);
-    let r = call(&msg(Request::Incr { key: b"n", delta: 1 }, 7, 0));
+    let r = call(&msg(
+        Request::Incr {
+            key: b"n",
+            delta: 1,
+        },
+        7,
+        0,
+    ));
     assert_eq!(Reply::parse(&r).unwrap().incr_value(), Some(42));
-    let cas = call(&msg(Request::Cas { key: b"n", old: b"nope", new: b"x" }, 7, 0));
+    let cas = call(&msg(
+        Request::Cas {
+            key: b"n",
+            old: b"nope",
+            new: b"x",
+        },
+        7,
+        0,
+    ));
     assert_eq!(code(&cas), ReplyCode::NoMatch);
     assert_eq!(code(&call(&msg(Request::FirstKey, 7, 0))), ReplyCode::Ok);
     let stats = call(&msg(Request::Stats, 7, 0));
-    assert_eq!(Reply::parse(&stats).unwrap().stats_bytes().unwrap().len(), 184);
+    assert_eq!(
+        Reply::parse(&stats).unwrap().stats_bytes().unwrap().len(),
+        184
+    );
     // A 60000-byte value fits one TIPC or SCTP message each way.
     let big = vec![0x5a; 60_000];
     assert_eq!(code(&set(b"big", &big, 0)), ReplyCode::Ok);
@@ -124,7 +142,11 @@ fn every_request_and_mode(call: &dyn Fn(&[u8]) -> Vec<u8>) {
 fn counter(server: &TestServer, index: usize) -> u64 {
     let mut c = server.tcp_client();
     let stats = c.call(&msg(Request::Stats, 1, 0));
-    u64::from_be_bytes(stats[8 + 4 + index * 8..8 + 4 + index * 8 + 8].try_into().unwrap())
+    u64::from_be_bytes(
+        stats[8 + 4 + index * 8..8 + 4 + index * 8 + 8]
+            .try_into()
+            .unwrap(),
+    )
 }
 
 #[test]
@@ -132,7 +154,11 @@ fn counter(server: &TestServer, index: usize) -> u64 {
 fn tipc_server_answers_every_request_and_mode() {
     let _ = NEEDS_KERNEL;
     let dir = TempDir::new("tipc");
-    let server = TestServer::start_with(&dir.path().join("db"), &dir.path().join("log"), &["-l", "40", "--no-sctp"]);
+    let server = TestServer::start_with(
+        &dir.path().join("db"),
+        &dir.path().join("log"),
+        &["-l", "40", "--no-sctp"],
+    );
     assert!(server.log_text().contains("listening on tipc {26001, 40}"));
     let client = TipcClient::new(40);
     every_request_and_mode(&|m| client.call(m));
@@ -144,10 +170,20 @@ fn tipc_server_answers_every_request_and_mode() {
 #[ignore = "needs TIPC and SCTP in the kernel: run by tests/kernel/run.sh"]
 fn sctp_server_answers_every_request_and_mode() {
     let dir = TempDir::new("sctp");
-    let server = TestServer::start_with(&dir.path().join("db"), &dir.path().join("log"), &["--no-tipc", "-S", "127.0.0.1", "-s", "0"]);
+    let server = TestServer::start_with(
+        &dir.path().join("db"),
+        &dir.path().join("log"),
+        &["--no-tipc", "-S", "127.0.0.1", "-s", "0"],
+    );
     let log = server.log_text();
-    let line = log.lines().find(|l| l.contains("listening on sctp ")).expect("sctp listening");
-    let addr: SocketAddr = line[line.find("sctp ").unwrap() + 5..].trim().parse().unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("listening on sctp "))
+        .expect("sctp listening");
+    let addr: SocketAddr = line[line.find("sctp ").unwrap() + 5..]
+        .trim()
+        .parse()
+        .unwrap();
     let client = SctpClient::new(addr);
     every_request_and_mode(&|m| client.call(m));
     assert!(counter(&server, 17) > 10, "msg_sctp counts SCTP messages");
@@ -158,15 +194,27 @@ fn sctp_server_answers_every_request_and_mode() {
 #[ignore = "needs TIPC and SCTP in the kernel: run by tests/kernel/run.sh"]
 fn tipc_server_binds_the_whole_lower_to_upper_range() {
     let dir = TempDir::new("range");
-    let server = TestServer::start_with(&dir.path().join("db"), &dir.path().join("log"), &["-l", "50", "-L", "52", "--no-sctp"]);
-    assert!(server.log_text().contains("listening on tipc {26001, 50, 52}"));
+    let server = TestServer::start_with(
+        &dir.path().join("db"),
+        &dir.path().join("log"),
+        &["-l", "50", "-L", "52", "--no-sctp"],
+    );
+    assert!(server
+        .log_text()
+        .contains("listening on tipc {26001, 50, 52}"));
     for instance in 50..=52 {
         let c = TipcClient::new(instance);
-        assert_eq!(code(&c.call(&msg(Request::Get { key: b"k" }, 1, FLAGS_CACHE_ONLY))), ReplyCode::CacheMiss, "instance {instance}");
+        assert_eq!(
+            code(&c.call(&msg(Request::Get { key: b"k" }, 1, FLAGS_CACHE_ONLY))),
+            ReplyCode::CacheMiss,
+            "instance {instance}"
+        );
     }
     // Outside the range nobody is bound: the multicast has no destination.
     let outside = TipcClient::new(53);
-    let sent = outside.socket.send_to(&msg(Request::Stats, 1, 0), &outside.to);
+    let sent = outside
+        .socket
+        .send_to(&msg(Request::Stats, 1, 0), &outside.to);
     assert!(sent.is_err() || outside.quiet_for(Duration::from_millis(300)));
     server.stop();
 }
@@ -176,25 +224,62 @@ fn tipc_server_binds_the_whole_lower_to_upper_range() {
 fn passive_mirror_applies_every_write_and_takes_over_on_sigusr2() {
     let active_dir = TempDir::new("active");
     let passive_dir = TempDir::new("passive");
-    let active = TestServer::start_with(&active_dir.path().join("db"), &active_dir.path().join("log"), &["-l", "60", "--no-sctp"]);
-    let mut passive = TestServer::start_with(&passive_dir.path().join("db"), &passive_dir.path().join("log"), &["-l", "60", "-p", "--no-sctp"]);
+    let active = TestServer::start_with(
+        &active_dir.path().join("db"),
+        &active_dir.path().join("log"),
+        &["-l", "60", "--no-sctp"],
+    );
+    let mut passive = TestServer::start_with(
+        &passive_dir.path().join("db"),
+        &passive_dir.path().join("log"),
+        &["-l", "60", "-p", "--no-sctp"],
+    );
     let client = TipcClient::new(60);
     // Every write reaches both; only the active server answers.
     for i in 0..50u32 {
         let key = format!("mirror-{i}");
         let flags = if i % 2 == 0 { FLAGS_SYNC } else { 0 };
-        assert_eq!(code(&client.call(&msg(Request::Set { key: key.as_bytes(), value: &i.to_be_bytes() }, i + 1, flags))), ReplyCode::Ok);
+        assert_eq!(
+            code(&client.call(&msg(
+                Request::Set {
+                    key: key.as_bytes(),
+                    value: &i.to_be_bytes()
+                },
+                i + 1,
+                flags
+            ))),
+            ReplyCode::Ok
+        );
     }
-    assert_eq!(code(&client.call(&msg(Request::Del { key: b"mirror-0" }, 99, FLAGS_SYNC))), ReplyCode::Ok);
-    assert!(client.quiet_for(Duration::from_millis(300)), "the passive server must not answer");
+    assert_eq!(
+        code(&client.call(&msg(Request::Del { key: b"mirror-0" }, 99, FLAGS_SYNC))),
+        ReplyCode::Ok
+    );
+    assert!(
+        client.quiet_for(Duration::from_millis(300)),
+        "the passive server must not answer"
+    );
     // The active server goes away; the passive one takes over.
     active.stop();
     passive.signal(libc::SIGUSR2);
     passive.wait_for_log("SIGUSR2: now active", 1);
-    assert_eq!(code(&client.call(&msg(Request::Get { key: b"mirror-0" }, 1, 0))), ReplyCode::NotIn);
+    assert_eq!(
+        code(&client.call(&msg(Request::Get { key: b"mirror-0" }, 1, 0))),
+        ReplyCode::NotIn
+    );
     for i in 1..50u32 {
         let key = format!("mirror-{i}");
-        assert_eq!(data(&client.call(&msg(Request::Get { key: key.as_bytes() }, 1, 0))), i.to_be_bytes(), "{key}");
+        assert_eq!(
+            data(&client.call(&msg(
+                Request::Get {
+                    key: key.as_bytes()
+                },
+                1,
+                0
+            ))),
+            i.to_be_bytes(),
+            "{key}"
+        );
     }
     // And it is in the passive server's own database, not only its cache.
     let db = passive.db.clone();
@@ -202,6 +287,9 @@ fn passive_mirror_applies_every_write_and_takes_over_on_sigusr2() {
     passive.stop();
     let restarted = TestServer::start_on(&db, &log, &[]);
     let mut c = restarted.tcp_client();
-    assert_eq!(data(&c.call(&msg(Request::Get { key: b"mirror-49" }, 1, 0))), 49u32.to_be_bytes());
+    assert_eq!(
+        data(&c.call(&msg(Request::Get { key: b"mirror-49" }, 1, 0))),
+        49u32.to_be_bytes()
+    );
     restarted.stop();
 }

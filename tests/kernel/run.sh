@@ -21,7 +21,10 @@ timeout_s=${NMDB_KERNEL_TIMEOUT:-900}
 if [ ! -f "$cache/vmlinux" ]; then
     echo "kernel: fetching Debian's linux-image-amd64"
     rm -rf "$cache" && mkdir -p "$cache/debs"
-    (cd "$cache/debs" && apt-get download linux-image-amd64 2>/dev/null)
+    # A fresh machine may have no package lists yet.
+    (cd "$cache/debs" && apt-get download linux-image-amd64 2>/dev/null) ||
+        { apt-get update -qq && (cd "$cache/debs" && apt-get download linux-image-amd64 2>/dev/null); } ||
+        { echo "kernel: cannot download linux-image-amd64 (apt-get download)" >&2; exit 1; }
     image=$(dpkg-deb -f "$cache"/debs/linux-image-amd64_*.deb Depends | grep -o 'linux-image-[0-9][^ ,]*' | head -1)
     (cd "$cache/debs" && apt-get download "$image" 2>/dev/null)
     dpkg -x "$cache"/debs/linux-image-[0-9]*.deb "$cache/root"
@@ -41,19 +44,34 @@ for m in crypto/crc32c_generic net/ipv4/udp_tunnel net/ipv6/ip6_udp_tunnel net/t
     cp "$moddir/$m.ko" "$stage/modules/"
 done
 
-# Copies a file to the same absolute path in the guest, with the shared
-# libraries it needs (the loader, libc, libgcc_s, libstdc++ for RocksDB).
-copy_with_libs() {
-    local f=$1
-    mkdir -p "$stage$(dirname "$f")"
-    # Debug information is most of a RocksDB binary; the guest runs in RAM.
-    objcopy --strip-debug "$f" "$stage$f"
-    ldd "$f" 2>/dev/null | grep -o '/[^ ]*' | while read -r lib; do
+# Copies the shared libraries a program needs (the loader, libc, libgcc_s,
+# libstdc++ for RocksDB) to the same paths in the guest.
+copy_libs_of() {
+    ldd "$1" 2>/dev/null | grep -o '/[^ ]*' | while read -r lib; do
         [ -f "$stage$lib" ] && continue
         mkdir -p "$stage$(dirname "$lib")"
         cp -L "$lib" "$stage$lib"
     done
 }
+
+# Copies a program to the same absolute path in the guest, with its
+# libraries.
+copy_with_libs() {
+    local f=$1
+    mkdir -p "$stage$(dirname "$f")"
+    # Debug information is most of a RocksDB binary; the guest runs in RAM.
+    objcopy --strip-debug "$f" "$stage$f"
+    copy_libs_of "$f"
+}
+
+# C programs against the generated header and the static library.
+for prog in "$here/guest_api.c" "$top/tests/c/guide_example.c"; do
+    out=$stage/guest/$(basename "$prog" .c)
+    cc -std=c99 -Wall -Wextra -Werror -I "$top/include" -I "$top/tests/c" "$prog" \
+        "$target/release/libnmdb.a" -lgcc_s -lutil -lrt -lpthread -lm -ldl -o "$out"
+    copy_libs_of "$out"
+done
+cp "$here/guest-capi.sh" "$stage/guest/"
 
 # The Rust test binaries that exercise the kernel transports, as cargo
 # built them (they find nmdb by the absolute path cargo gave them).
@@ -65,6 +83,7 @@ for l in sys.stdin:
         print(m["executable"])')
 [ ${#tests[@]} -gt 0 ] || { echo "kernel: no test binary built" >&2; exit 1; }
 copy_with_libs "$target/release/nmdb"
+copy_with_libs "$target/release/nmdb-stats"
 for t in "${tests[@]}"; do copy_with_libs "$t"; done
 {
     echo '#!/bin/sh'
@@ -74,6 +93,8 @@ for t in "${tests[@]}"; do copy_with_libs "$t"; done
         echo "echo \"guest: running $(basename "$t")\""
         echo "$t --include-ignored --test-threads=1 || status=1"
     done
+    echo 'echo "guest: running the C API over TIPC, SCTP and all four transports"'
+    echo "/guest/guest-capi.sh $target/release/nmdb $target/release/nmdb-stats || status=1"
     echo 'exit $status'
 } > "$stage/guest/run-tests.sh"
 cp "$here/init" "$stage/init"
@@ -94,7 +115,7 @@ timeout "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1G \
 qemu_rc=$?
 set -e
 echo "kernel: guest finished in $(( $(date +%s) - start ))s (qemu exit $qemu_rc)"
-grep -E '^(guest:|test |test result|NMDB-GUEST-RESULT)' "$log" || true
+grep -E '^(guest|guide|test |test result|NMDB-GUEST-RESULT)' "$log" || true
 if ! grep -q '^NMDB-GUEST-RESULT: PASS' "$log"; then
     echo "kernel: the guest did not report success; full log:" >&2
     tail -100 "$log" >&2

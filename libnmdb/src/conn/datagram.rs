@@ -1,6 +1,5 @@
-//! The exchange logic shared by the datagram transports (UDP now; TIPC and
-//! SCTP, one message per datagram too, slot in by implementing
-//! [`DatagramSocket`]).
+//! The exchange logic shared by the datagram transports (UDP, TIPC, SCTP:
+//! one message per request, each implementing [`DatagramSocket`]).
 //!
 //! A datagram can be lost, so waiting is bounded by the deadline, and a
 //! request that is safe to repeat is sent again at growing intervals. Each
@@ -24,6 +23,32 @@ pub trait DatagramSocket: Send {
     fn fd(&self) -> RawFd;
     /// The largest message this transport carries.
     fn max_message(&self) -> usize;
+}
+
+/// A raw message socket and the address every request goes to (TIPC's
+/// multicast name, an SCTP server).
+pub struct SocketTo {
+    pub socket: nmdb_net::DgramSocket,
+    pub to: nmdb_net::SockAddr,
+    pub max_message: usize,
+}
+
+impl DatagramSocket for SocketTo {
+    fn send(&self, msg: &[u8]) -> io::Result<usize> {
+        self.socket.send_to(msg, &self.to)
+    }
+
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.socket.recv_from(buf).map(|(n, _)| n)
+    }
+
+    fn fd(&self) -> RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.socket)
+    }
+
+    fn max_message(&self) -> usize {
+        self.max_message
+    }
 }
 
 pub struct DatagramLink<S> {

@@ -3,7 +3,7 @@
 //!
 //! Each transport implements [`Link`]. Stream transports (TCP) frame
 //! messages behind a length prefix and re-connect after a broken connection;
-//! datagram transports (UDP now, TIPC and SCTP later) send one message per
+//! datagram transports (UDP, TIPC, SCTP) send one message per
 //! datagram and may re-send requests that are safe to repeat. All of them
 //! give up at the call's deadline and skip replies whose id is not the one
 //! they wait for (a late answer to an earlier, timed-out request).

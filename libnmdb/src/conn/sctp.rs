@@ -1,27 +1,30 @@
-//! SCTP (one-to-many `SOCK_SEQPACKET` socket, one request per message).
-//!
-//! Not carried yet (issue 4): an SCTP link will be a
-//! [`super::datagram::DatagramLink`] over a one-to-many socket. Until then
-//! adding an SCTP server fails, with a reason that says whether the host
-//! could have carried it at all.
+//! SCTP: a one-to-many `SOCK_SEQPACKET` socket per server; each request is
+//! one message, and the association is set up by the first `sendto`.
 
-use std::net::SocketAddrV4;
+use std::net::{SocketAddr, SocketAddrV4};
 
+use nmdb_proto::MAX_MSG_SIZE;
+
+use super::datagram::{DatagramLink, SocketTo};
 use super::Link;
-use crate::error::Error;
+use crate::error::{Error, Phase};
 
-pub fn open(_server: SocketAddrV4) -> Result<Box<dyn Link>, Error> {
-    // SAFETY: socket() with constant arguments; the descriptor is closed
-    // right away.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_SEQPACKET, libc::IPPROTO_SCTP) };
-    if fd < 0 {
-        return Err(Error::Unavailable(
-            "SCTP is not available on this host (the kernel has no SCTP support)",
-        ));
-    }
-    // SAFETY: fd was just returned by socket().
-    unsafe { libc::close(fd) };
-    Err(Error::Unavailable(
-        "this build of libnmdb does not carry SCTP yet",
-    ))
+pub fn open(server: SocketAddrV4) -> Result<Box<dyn Link>, Error> {
+    let socket =
+        nmdb_net::sctp::seqpacket_socket(libc::AF_INET).map_err(|e| match e.raw_os_error() {
+            Some(libc::EPROTONOSUPPORT | libc::ESOCKTNOSUPPORT | libc::EAFNOSUPPORT) => {
+                Error::Unavailable(
+                    "SCTP is not available on this host (the kernel has no SCTP support)",
+                )
+            }
+            _ => Error::io(Phase::Connect, e),
+        })?;
+    socket
+        .set_nonblocking()
+        .map_err(|e| Error::io(Phase::Connect, e))?;
+    Ok(Box::new(DatagramLink::new(SocketTo {
+        socket,
+        to: SocketAddr::V4(server).into(),
+        max_message: MAX_MSG_SIZE,
+    })))
 }

@@ -1,25 +1,34 @@
-//! TIPC (`AF_TIPC`, `SOCK_RDM`, requests multicast to `{26001, port}`).
-//!
-//! Not carried yet (issue 4): a TIPC link will be a
-//! [`super::datagram::DatagramLink`] over an RDM socket. Until then adding a
-//! TIPC server fails, with a reason that says whether the host could have
-//! carried it at all.
+//! TIPC (`AF_TIPC`, `SOCK_RDM`): each request is multicast to the name
+//! `{26001, port}`, so every server bound to it (an active one and its
+//! passive mirrors) receives it; only the active one answers, to this
+//! socket.
 
+use nmdb_net::tipc::{rdm_socket, TipcAddr};
+use nmdb_proto::{MAX_MSG_SIZE, TIPC_SERVER_TYPE};
+
+use super::datagram::{DatagramLink, SocketTo};
 use super::Link;
-use crate::error::Error;
+use crate::error::{Error, Phase};
 
-pub fn open(_instance: u32) -> Result<Box<dyn Link>, Error> {
-    // SAFETY: socket() with constant arguments; the descriptor is closed
-    // right away.
-    let fd = unsafe { libc::socket(libc::AF_TIPC, libc::SOCK_RDM, 0) };
-    if fd < 0 {
-        return Err(Error::Unavailable(
+pub fn open(instance: u32) -> Result<Box<dyn Link>, Error> {
+    let socket = rdm_socket().map_err(|e| match e.raw_os_error() {
+        Some(libc::EAFNOSUPPORT) => Error::Unavailable(
             "TIPC is not available on this host (the kernel has no AF_TIPC support)",
-        ));
+        ),
+        _ => Error::io(Phase::Connect, e),
+    })?;
+    socket
+        .set_nonblocking()
+        .map_err(|e| Error::io(Phase::Connect, e))?;
+    let to = TipcAddr::Mcast {
+        service: TIPC_SERVER_TYPE,
+        lower: instance,
+        upper: instance,
     }
-    // SAFETY: fd was just returned by socket().
-    unsafe { libc::close(fd) };
-    Err(Error::Unavailable(
-        "this build of libnmdb does not carry TIPC yet",
-    ))
+    .to_sockaddr();
+    Ok(Box::new(DatagramLink::new(SocketTo {
+        socket,
+        to,
+        max_message: MAX_MSG_SIZE,
+    })))
 }

@@ -40,8 +40,22 @@ impl Drop for TempDir {
     }
 }
 
+/// The server binary cargo built (this module is also used by the root
+/// package's tests, which find it beside their own executable).
 pub fn nmdb_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_nmdb"))
+    match option_env!("CARGO_BIN_EXE_nmdb") {
+        Some(path) => PathBuf::from(path),
+        None => release_dir().join("nmdb"),
+    }
+}
+
+/// `target/release` (or whichever profile dir this test runs from).
+pub fn release_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf()
 }
 
 /// A running server process.
@@ -70,9 +84,24 @@ impl TestServer {
     /// Starts a server with loopback TCP and UDP on free ports and `extra`
     /// options (which may switch TIPC and SCTP on or off).
     pub fn start_with(db: &Path, log: &Path, extra: &[&str]) -> TestServer {
+        Self::start_bin(&nmdb_bin(), db, log, extra)
+    }
+
+    /// Like `start_with`, running the server binary at `bin`.
+    pub fn start_bin(bin: &Path, db: &Path, log: &Path, extra: &[&str]) -> TestServer {
         let _ = std::fs::remove_file(log);
-        let child = Command::new(nmdb_bin())
-            .args(["-f", "-T", "127.0.0.1", "-U", "127.0.0.1", "-t", "0", "-u", "0"])
+        let child = Command::new(bin)
+            .args([
+                "-f",
+                "-T",
+                "127.0.0.1",
+                "-U",
+                "127.0.0.1",
+                "-t",
+                "0",
+                "-u",
+                "0",
+            ])
             .arg("-d")
             .arg(db)
             .arg("-o")

@@ -1,0 +1,235 @@
+//! `make install` as a user runs it, then C programs written against the
+//! original API built the usual way (`pkg-config`, the installed header and
+//! library, shared and static) and run against the installed real server
+//! over TCP and UDP, one of them under valgrind.
+
+#[path = "../nmdb/tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use support::{release_dir, TempDir, TestServer};
+
+const PREFIX: &str = "/usr/local";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run_ok(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `make install DESTDIR=<dir> PREFIX=/usr/local`; returns the root.
+fn make_install(dest: &Path) -> PathBuf {
+    let target = release_dir().parent().unwrap().to_path_buf();
+    run_ok(
+        Command::new("make")
+            .current_dir(repo())
+            .env("CARGO_TARGET_DIR", &target)
+            .arg("install")
+            .arg(format!("DESTDIR={}", dest.display()))
+            .arg(format!("PREFIX={PREFIX}")),
+        "make install",
+    );
+    dest.join(PREFIX.trim_start_matches('/'))
+}
+
+/// Every file and link under `root`, relative, sorted.
+fn listing(root: &Path) -> Vec<String> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            if meta.file_type().is_symlink() {
+                out.push(format!(
+                    "{rel} -> {}",
+                    std::fs::read_link(&path).unwrap().display()
+                ));
+            } else if meta.is_dir() {
+                walk(&path, root, out);
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// `pkg-config` against the staged install, paths rewritten into it.
+fn pkg_config(dest: &Path, root: &Path, args: &[&str]) -> Vec<String> {
+    let out = run_ok(
+        Command::new("pkg-config")
+            .env("PKG_CONFIG_PATH", root.join("lib/pkgconfig"))
+            .env("PKG_CONFIG_SYSROOT_DIR", dest)
+            .args(args)
+            .arg("libnmdb"),
+        "pkg-config",
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn make_install_lays_out_exactly_the_documented_files() {
+    let dest = TempDir::new("install");
+    let root = make_install(dest.path());
+    let version = env!("CARGO_PKG_VERSION");
+    let want = vec![
+        "bin/nmdb".to_string(),
+        "bin/nmdb-stats".into(),
+        "include/nmdb.h".into(),
+        "lib/libnmdb.a".into(),
+        "lib/libnmdb.so -> libnmdb.so.0".into(),
+        format!("lib/libnmdb.so.0 -> libnmdb.so.{version}"),
+        format!("lib/libnmdb.so.{version}"),
+        "lib/pkgconfig/libnmdb.pc".into(),
+        "share/man/man1/nmdb-stats.1".into(),
+        "share/man/man1/nmdb.1".into(),
+        "share/man/man3/libnmdb.3".into(),
+    ];
+    assert_eq!(listing(&root), want);
+
+    let readelf = run_ok(
+        Command::new("readelf")
+            .arg("-d")
+            .arg(root.join("lib/libnmdb.so")),
+        "readelf",
+    );
+    assert!(String::from_utf8_lossy(&readelf.stdout).contains("Library soname: [libnmdb.so.0]"));
+
+    let cflags = pkg_config(dest.path(), &root, &["--cflags"]);
+    assert_eq!(cflags, [format!("-I{}", root.join("include").display())]);
+    let libs = pkg_config(dest.path(), &root, &["--libs"]);
+    assert_eq!(
+        libs,
+        [format!("-L{}", root.join("lib").display()), "-lnmdb".into()]
+    );
+
+    // make uninstall removes all of it (directories may stay).
+    run_ok(
+        Command::new("make")
+            .current_dir(repo())
+            .arg("uninstall")
+            .arg(format!("DESTDIR={}", dest.path().display()))
+            .arg(format!("PREFIX={PREFIX}")),
+        "make uninstall",
+    );
+    assert_eq!(listing(&root), Vec::<String>::new());
+}
+
+/// Builds `tests/c/<program>.c` against the staged install with pkg-config.
+fn build(dest: &Path, root: &Path, program: &str, shared: bool) -> PathBuf {
+    let exe = root.join(format!(
+        "{program}-{}",
+        if shared { "shared" } else { "static" }
+    ));
+    let mut cmd = Command::new("cc");
+    cmd.args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
+        .arg(&exe);
+    cmd.arg(repo().join(format!("tests/c/{program}.c")));
+    cmd.args(pkg_config(dest, root, &["--cflags"]));
+    if shared {
+        cmd.args(pkg_config(dest, root, &["--libs"]));
+    } else {
+        // pkg-config --static gives the libraries libnmdb.a needs.
+        let libs = pkg_config(dest, root, &["--libs", "--static"]);
+        cmd.arg(root.join("lib/libnmdb.a"))
+            .args(libs.iter().filter(|l| *l != "-lnmdb"));
+    }
+    run_ok(&mut cmd, &format!("build {program}"));
+    exe
+}
+
+#[test]
+fn c_programs_built_against_the_installed_library_pass_against_the_installed_server() {
+    let dest = TempDir::new("installed-c");
+    let root = make_install(dest.path());
+    let lib = root.join("lib");
+    for program in ["api_calls", "guide_example", "factorial", "threads"] {
+        for shared in [true, false] {
+            let exe = build(dest.path(), &root, program, shared);
+            for transport in ["tcp", "udp"] {
+                // A fresh server each time: the programs own their keys.
+                let dir = TempDir::new("installed-server");
+                let server = TestServer::start_bin(
+                    &root.join("bin/nmdb"),
+                    &dir.path().join("db"),
+                    &dir.path().join("log"),
+                    &["--no-tipc", "--no-sctp"],
+                );
+                let port = if transport == "tcp" {
+                    server.tcp.port()
+                } else {
+                    server.udp.port()
+                };
+                let out = run_ok(
+                    Command::new(&exe).env("LD_LIBRARY_PATH", &lib).args([
+                        transport,
+                        "127.0.0.1",
+                        &port.to_string(),
+                    ]),
+                    &format!(
+                        "{program} ({}) over {transport}",
+                        if shared { "shared" } else { "static" }
+                    ),
+                );
+                assert!(
+                    String::from_utf8_lossy(&out.stdout).contains("ok"),
+                    "{program}"
+                );
+                server.stop();
+            }
+        }
+    }
+}
+
+#[test]
+fn installed_library_runs_clean_under_valgrind_against_the_real_server() {
+    let dest = TempDir::new("installed-valgrind");
+    let root = make_install(dest.path());
+    let exe = build(dest.path(), &root, "api_calls", true);
+    for transport in ["tcp", "udp"] {
+        let dir = TempDir::new("valgrind-server");
+        let server = TestServer::start_bin(
+            &root.join("bin/nmdb"),
+            &dir.path().join("db"),
+            &dir.path().join("log"),
+            &["--no-tipc", "--no-sctp"],
+        );
+        let port = if transport == "tcp" {
+            server.tcp.port()
+        } else {
+            server.udp.port()
+        };
+        run_ok(
+            Command::new("valgrind")
+                .args([
+                    "--quiet",
+                    "--error-exitcode=99",
+                    "--leak-check=full",
+                    "--errors-for-leak-kinds=definite,indirect,possible",
+                ])
+                .arg(&exe)
+                .args([transport, "127.0.0.1", &port.to_string()])
+                .env("LD_LIBRARY_PATH", root.join("lib")),
+            &format!("valgrind api_calls over {transport}"),
+        );
+        server.stop();
+    }
+}
