@@ -135,6 +135,12 @@ fn make_install_lays_out_exactly_the_documented_files() {
 
 /// Builds `tests/c/<program>.c` against the staged install with pkg-config.
 fn build(dest: &Path, root: &Path, program: &str, shared: bool) -> PathBuf {
+    build_source(dest, root, &format!("tests/c/{program}.c"), shared)
+}
+
+/// Builds the C program at `source` (relative to the repository).
+fn build_source(dest: &Path, root: &Path, source: &str, shared: bool) -> PathBuf {
+    let program = Path::new(source).file_stem().unwrap().to_string_lossy();
     let exe = root.join(format!(
         "{program}-{}",
         if shared { "shared" } else { "static" }
@@ -142,7 +148,7 @@ fn build(dest: &Path, root: &Path, program: &str, shared: bool) -> PathBuf {
     let mut cmd = Command::new("cc");
     cmd.args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
         .arg(&exe);
-    cmd.arg(repo().join(format!("tests/c/{program}.c")));
+    cmd.arg(repo().join(source));
     cmd.args(pkg_config(dest, root, &["--cflags"]));
     if shared {
         cmd.args(pkg_config(dest, root, &["--libs"]));
@@ -232,4 +238,36 @@ fn installed_library_runs_clean_under_valgrind_against_the_real_server() {
         );
         server.stop();
     }
+}
+
+/// The program the guest kernel runs over TIPC, SCTP and all four
+/// transports (tests/kernel/run.sh) passes here over TCP, UDP, and both on
+/// one handle: the same behaviour tests on every transport.
+#[test]
+fn guest_behaviour_program_passes_over_tcp_udp_and_both_on_one_handle() {
+    let dest = TempDir::new("installed-guest");
+    let root = make_install(dest.path());
+    let exe = build_source(dest.path(), &root, "tests/kernel/guest_api.c", false);
+    let start = |tag: &str| {
+        let dir = TempDir::new(tag);
+        let server = TestServer::start_bin(
+            &root.join("bin/nmdb"),
+            &dir.path().join("db"),
+            &dir.path().join("log"),
+            &["--no-tipc", "--no-sctp"],
+        );
+        (dir, server)
+    };
+    let (_a_dir, a) = start("guest-a");
+    let (_b_dir, b) = start("guest-b");
+    let tcp = format!("tcp:127.0.0.1:{}", a.tcp.port());
+    let udp = format!("udp:127.0.0.1:{}", b.udp.port());
+    for servers in [vec![&tcp], vec![&udp], vec![&tcp, &udp]] {
+        run_ok(
+            Command::new(&exe).args(&servers),
+            &format!("guest_api {servers:?}"),
+        );
+    }
+    a.stop();
+    b.stop();
 }
