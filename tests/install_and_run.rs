@@ -133,6 +133,18 @@ fn make_install_lays_out_exactly_the_documented_files() {
     assert_eq!(listing(&root), Vec::<String>::new());
 }
 
+/// Starts the installed server on a fresh database, TCP and UDP only.
+fn start_installed(root: &Path, tag: &str) -> (TempDir, TestServer) {
+    let dir = TempDir::new(tag);
+    let server = TestServer::start_bin(
+        &root.join("bin/nmdb"),
+        &dir.path().join("db"),
+        &dir.path().join("log"),
+        &["--no-tipc", "--no-sctp"],
+    );
+    (dir, server)
+}
+
 /// Builds `tests/c/<program>.c` against the staged install with pkg-config.
 fn build(dest: &Path, root: &Path, program: &str, shared: bool) -> PathBuf {
     build_source(dest, root, &format!("tests/c/{program}.c"), shared)
@@ -172,13 +184,7 @@ fn c_programs_built_against_the_installed_library_pass_against_the_installed_ser
             let exe = build(dest.path(), &root, program, shared);
             for transport in ["tcp", "udp"] {
                 // A fresh server each time: the programs own their keys.
-                let dir = TempDir::new("installed-server");
-                let server = TestServer::start_bin(
-                    &root.join("bin/nmdb"),
-                    &dir.path().join("db"),
-                    &dir.path().join("log"),
-                    &["--no-tipc", "--no-sctp"],
-                );
+                let (_dir, server) = start_installed(&root, "installed-server");
                 let port = if transport == "tcp" {
                     server.tcp.port()
                 } else {
@@ -211,13 +217,7 @@ fn installed_library_runs_clean_under_valgrind_against_the_real_server() {
     let root = make_install(dest.path());
     let exe = build(dest.path(), &root, "api_calls", true);
     for transport in ["tcp", "udp"] {
-        let dir = TempDir::new("valgrind-server");
-        let server = TestServer::start_bin(
-            &root.join("bin/nmdb"),
-            &dir.path().join("db"),
-            &dir.path().join("log"),
-            &["--no-tipc", "--no-sctp"],
-        );
+        let (_dir, server) = start_installed(&root, "valgrind-server");
         let port = if transport == "tcp" {
             server.tcp.port()
         } else {
@@ -248,18 +248,8 @@ fn guest_behaviour_program_passes_over_tcp_udp_and_both_on_one_handle() {
     let dest = TempDir::new("installed-guest");
     let root = make_install(dest.path());
     let exe = build_source(dest.path(), &root, "tests/kernel/guest_api.c", false);
-    let start = |tag: &str| {
-        let dir = TempDir::new(tag);
-        let server = TestServer::start_bin(
-            &root.join("bin/nmdb"),
-            &dir.path().join("db"),
-            &dir.path().join("log"),
-            &["--no-tipc", "--no-sctp"],
-        );
-        (dir, server)
-    };
-    let (_a_dir, a) = start("guest-a");
-    let (_b_dir, b) = start("guest-b");
+    let (_a_dir, a) = start_installed(&root, "guest-a");
+    let (_b_dir, b) = start_installed(&root, "guest-b");
     let tcp = format!("tcp:127.0.0.1:{}", a.tcp.port());
     let udp = format!("udp:127.0.0.1:{}", b.udp.port());
     for servers in [vec![&tcp], vec![&udp], vec![&tcp, &udp]] {

@@ -357,38 +357,9 @@ fn starts_in_the_background_by_default_and_stops_on_sigterm() {
 #[test]
 fn transports_the_kernel_lacks_are_logged_and_skipped() {
     let dir = TempDir::new("kernel");
-    let log = dir.path().join("nmdb.log");
-    let mut child = std::process::Command::new(nmdb_bin())
-        .args([
-            "-f",
-            "-T",
-            "127.0.0.1",
-            "-U",
-            "127.0.0.1",
-            "-t",
-            "0",
-            "-u",
-            "0",
-        ])
-        .arg("-d")
-        .arg(dir.path().join("db"))
-        .arg("-o")
-        .arg(&log)
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + PATIENCE;
-    let text = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("ready") {
-            break text;
-        }
-        assert!(child.try_wait().unwrap().is_none(), "nmdb exited:\n{text}");
-        assert!(std::time::Instant::now() < deadline, "not ready:\n{text}");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    };
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
+    // Every transport at its default, TCP and UDP on loopback.
+    let server = TestServer::start_with(&dir.path().join("db"), &dir.path().join("nmdb.log"), &[]);
+    let text = server.stop();
     let expect = |available: bool, unavailable_line: &str, listening_line: &str| {
         if available {
             assert!(text.contains(listening_line), "{text}");
