@@ -9,21 +9,21 @@
 //!
 //! A worker takes whatever has queued up and applies consecutive writes as
 //! one batch: one engine write, and one fsync for all the synchronous
-//! requests in it (group commit). Reads look through the not yet applied
-//! batch first, so they never force it out early and always see the writes
-//! that came before them. Replies that promise durability or a database
-//! result (sync SET/DEL, CAS, INCR) are sent only after their batch is
-//! written.
+//! requests in it (group commit). A read of a key that the pending batch
+//! touches writes the batch first, so reads see the writes that came before
+//! them exactly as the backend stores them. Replies that promise durability
+//! or a database result (sync SET/DEL, CAS, INCR) are sent only after their
+//! batch is written.
 
 use crate::backend::{Backend, BackendError, WriteOp};
 use crate::cache::{key_hash, Cache, FillTicket};
 use crate::incr::{self, NotANumber};
 use crate::reply::{Modes, ReplyTo};
 use crate::stats::Stats;
+use crate::workqueue::WorkQueue;
 use nmdb_proto::{Answer, Counter, ErrorCode, ReplyCode};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -115,7 +115,7 @@ pub struct Shared {
 }
 
 pub struct DbQueue {
-    senders: Vec<SyncSender<Msg>>,
+    queues: Vec<Arc<WorkQueue<Msg>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     nworkers: usize,
 }
@@ -126,29 +126,33 @@ impl DbQueue {
     /// unbounded memory.
     pub fn start(shared: Shared, nworkers: usize, depth: usize) -> std::io::Result<Self> {
         let nworkers = nworkers.max(1);
-        let mut senders = Vec::with_capacity(nworkers);
+        let mut queues = Vec::with_capacity(nworkers);
         let mut workers = Vec::with_capacity(nworkers);
         for i in 0..nworkers {
-            let (tx, rx) = mpsc::sync_channel(depth);
-            let mut worker = Worker::new(shared.clone(), rx);
+            let queue = Arc::new(WorkQueue::new(depth));
+            let mut worker = Worker::new(shared.clone(), queue.clone());
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("nmdb-db-{i}"))
                     .spawn(move || worker.run())?,
             );
-            senders.push(tx);
+            queues.push(queue);
         }
         Ok(DbQueue {
-            senders,
+            queues,
             workers: Mutex::new(workers),
             nworkers,
         })
     }
 
+    /// Queues `msg` on `worker`. Only what someone waits for wakes the
+    /// worker at once; see [`WorkQueue`].
     fn send(&self, worker: usize, msg: Msg) {
-        if self.senders[worker].send(msg).is_err() {
-            log::warn!("database worker {worker} has stopped; request dropped");
-        }
+        let urgent = match &msg {
+            Msg::Job(job) => job.reply.is_some(),
+            Msg::Walk(_) | Msg::Stop => true,
+        };
+        self.queues[worker].push(msg, urgent);
     }
 
     /// Queues a request on the worker that owns its key.
@@ -198,7 +202,7 @@ enum Deferred {
 
 struct Worker {
     shared: Shared,
-    rx: Receiver<Msg>,
+    queue: Arc<WorkQueue<Msg>>,
     pending: Vec<WriteOp>,
     pending_sync: bool,
     waiting: Vec<Waiting>,
@@ -206,10 +210,10 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(shared: Shared, rx: Receiver<Msg>) -> Self {
+    fn new(shared: Shared, queue: Arc<WorkQueue<Msg>>) -> Self {
         Worker {
             shared,
-            rx,
+            queue,
             pending: Vec::new(),
             pending_sync: false,
             waiting: Vec::new(),
@@ -218,16 +222,14 @@ impl Worker {
     }
 
     fn run(&mut self) {
-        while let Ok(first) = self.rx.recv() {
-            let mut go_on = self.handle(first);
-            for _ in 1..MAX_BATCH {
-                if !go_on {
-                    break;
-                }
-                match self.rx.try_recv() {
-                    Ok(msg) => go_on = self.handle(msg),
-                    Err(_) => break,
-                }
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        loop {
+            self.queue.pop_batch(&mut batch, MAX_BATCH);
+            let mut go_on = true;
+            for msg in batch.drain(..) {
+                // Stop is queued after everything else (shutdown comes
+                // once the transports are closed).
+                go_on = go_on && self.handle(msg);
             }
             self.flush();
             if !go_on {
@@ -257,15 +259,16 @@ impl Worker {
         }
     }
 
-    /// The value of `key` as of every request received before this one:
-    /// the batch not yet written wins over the engine.
-    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
-        for op in self.pending.iter().rev() {
-            match op {
-                WriteOp::Put { key: k, value } if k == key => return Ok(Some(value.clone())),
-                WriteOp::Delete { key: k } if k == key => return Ok(None),
-                _ => {}
-            }
+    /// The value of `key` as of every request received before this one.
+    /// A batch not yet written that touches the key is written first, so
+    /// the answer is the backend's own (the null backend forgets writes;
+    /// a read must not see them).
+    fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+        let touched = self.pending.iter().any(|op| match op {
+            WriteOp::Put { key: k, .. } | WriteOp::Delete { key: k } => k == key,
+        });
+        if touched {
+            self.flush();
         }
         self.shared.backend.get(key)
     }

@@ -24,6 +24,7 @@ pub mod run;
 pub mod server;
 pub mod stats;
 pub mod transport;
+pub mod workqueue;
 
 pub use config::Config;
 pub use server::{LocalAddrs, Server, StartError};

@@ -139,6 +139,10 @@ impl TcpLink {
                 Ok(None) => {}
             }
             let stream = self.stream.as_mut().ok_or(Error::Closed)?;
+            // Wait first: the reply is hardly ever there the moment the
+            // request left, and a read that finds nothing costs a system
+            // call and a buffer fill per request.
+            wait(stream.as_raw_fd(), false, deadline, None, Phase::Receive)?;
             let start = self.rbuf.len();
             self.rbuf.resize(start + READ_CHUNK, 0);
             let got = stream.read(&mut self.rbuf[start..]);

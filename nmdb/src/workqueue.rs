@@ -1,0 +1,180 @@
+//! The bounded queue in front of one database worker.
+//!
+//! A plain channel wakes the worker for every request, and a worker that
+//! wakes, writes one request and sleeps again costs two context switches
+//! per asynchronous write. Here only a request somebody waits for (a read,
+//! a synchronous write, a key walk: "urgent") wakes the worker at once.
+//! Asynchronous writes, already answered, wake an idle worker too, but it
+//! then lingers up to [`LINGER`] for more of them, so a stream of writes is
+//! applied as one batch. Order is untouched: the worker always takes items
+//! in queue order, and an urgent item ends the lingering, so a read still
+//! sees every write queued before it.
+
+use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// How long a worker woken by asynchronous writes only waits for more.
+pub const LINGER: Duration = Duration::from_millis(1);
+/// Queued asynchronous writes that end the lingering early.
+pub const LINGER_BATCH: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WorkerState {
+    /// Processing a batch: pushes need not wake it.
+    Busy,
+    /// Waiting for anything.
+    Idle,
+    /// Collecting asynchronous writes before processing them.
+    Lingering,
+}
+
+struct State<T> {
+    items: VecDeque<T>,
+    /// Some queued item is urgent.
+    urgent: bool,
+    worker: WorkerState,
+}
+
+pub struct WorkQueue<T> {
+    state: Mutex<State<T>>,
+    wake: Condvar,
+    room: Condvar,
+    depth: usize,
+}
+
+impl<T> WorkQueue<T> {
+    /// A queue of at most `depth` items; a full queue makes pushers wait.
+    pub fn new(depth: usize) -> Self {
+        WorkQueue {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                urgent: false,
+                worker: WorkerState::Busy,
+            }),
+            wake: Condvar::new(),
+            room: Condvar::new(),
+            depth: depth.max(1),
+        }
+    }
+
+    /// Queues `item`; `urgent` when someone waits for its result.
+    pub fn push(&self, item: T, urgent: bool) {
+        let mut s = self.state.lock();
+        while s.items.len() >= self.depth {
+            self.room.wait(&mut s);
+        }
+        s.items.push_back(item);
+        s.urgent |= urgent;
+        let wake = match s.worker {
+            WorkerState::Idle => true,
+            WorkerState::Lingering => s.urgent || s.items.len() >= LINGER_BATCH,
+            WorkerState::Busy => false,
+        };
+        if wake {
+            s.worker = WorkerState::Busy;
+            self.wake.notify_one();
+        }
+    }
+
+    /// Moves up to `max` items, in queue order, into `out`; waits while the
+    /// queue is empty, and lingers while it holds only a few non-urgent
+    /// items.
+    pub fn pop_batch(&self, out: &mut Vec<T>, max: usize) {
+        let mut s = self.state.lock();
+        while s.items.is_empty() {
+            s.worker = WorkerState::Idle;
+            self.wake.wait(&mut s);
+        }
+        if !s.urgent && s.items.len() < LINGER_BATCH {
+            s.worker = WorkerState::Lingering;
+            let until = Instant::now() + LINGER;
+            while s.worker == WorkerState::Lingering {
+                if self.wake.wait_until(&mut s, until).timed_out() {
+                    break;
+                }
+            }
+        }
+        s.worker = WorkerState::Busy;
+        let n = s.items.len().min(max.max(1));
+        out.extend(s.items.drain(..n));
+        // What is left was queued behind a full batch: take it at once.
+        s.urgent = !s.items.is_empty();
+        self.room.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn items_come_out_in_queue_order() {
+        let q = WorkQueue::new(100);
+        for i in 0..10 {
+            q.push(i, i % 3 == 0);
+        }
+        let mut out = Vec::new();
+        q.pop_batch(&mut out, 4);
+        q.pop_batch(&mut out, 100);
+        assert_eq!(out, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_urgent_item_takes_the_writes_queued_before_it_along() {
+        let q = WorkQueue::new(100);
+        q.push(1, false);
+        q.push(2, false);
+        q.push(3, true);
+        let mut out = Vec::new();
+        q.pop_batch(&mut out, 100);
+        assert_eq!(out, [1, 2, 3]);
+    }
+
+    #[test]
+    fn an_urgent_push_wakes_a_lingering_worker() {
+        let q = Arc::new(WorkQueue::new(100));
+        let worker = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                while out.len() < 2 {
+                    q.pop_batch(&mut out, 100);
+                }
+                out
+            })
+        };
+        q.push(1, false);
+        q.push(2, true);
+        assert_eq!(worker.join().unwrap(), [1, 2]);
+    }
+
+    #[test]
+    fn non_urgent_items_are_delivered_after_the_linger() {
+        let q = Arc::new(WorkQueue::new(100));
+        q.push(7, false);
+        let mut out = Vec::new();
+        let start = Instant::now();
+        q.pop_batch(&mut out, 100);
+        assert_eq!(out, [7]);
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_full_queue_makes_the_pusher_wait_for_room() {
+        let q = Arc::new(WorkQueue::new(2));
+        q.push(1, false);
+        q.push(2, false);
+        let pusher = {
+            let q = q.clone();
+            std::thread::spawn(move || q.push(3, true))
+        };
+        let mut out = Vec::new();
+        while out.len() < 3 {
+            q.pop_batch(&mut out, 1);
+        }
+        pusher.join().unwrap();
+        assert_eq!(out, [1, 2, 3]);
+    }
+}
