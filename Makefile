@@ -5,10 +5,7 @@
 #   make check      install what tests need, then build and run every test:
 #                   Rust and C (nextest), Python (pytest), and TIPC/SCTP in a
 #                   Debian kernel under qemu (tests/kernel/run.sh)
-#
-# Always build the whole workspace (as these targets do): building one
-# package alone unifies build-dependency features differently and makes
-# cargo compile RocksDB a second time.
+
 #   make bench      the benchmarks of BENCHMARKS.md (scripts/bench.sh)
 #   make install    install under $(DESTDIR)$(PREFIX); then run ldconfig
 #   make uninstall  remove what install put there
