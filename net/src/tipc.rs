@@ -17,10 +17,8 @@ pub const TIPC_ADDR_MCAST: u8 = 1;
 pub const TIPC_ADDR_NAME: u8 = 2;
 pub const TIPC_ADDR_ID: u8 = 3;
 
-/// Scopes.
-pub const TIPC_ZONE_SCOPE: i8 = 1;
+/// Scope of every nmdb name: the whole cluster.
 pub const TIPC_CLUSTER_SCOPE: i8 = 2;
-pub const TIPC_NODE_SCOPE: i8 = 3;
 
 /// `struct sockaddr_tipc`: family, address type, scope, and a 12-byte
 /// union (name sequence `{type, lower, upper}`, name `{type, instance,

@@ -6,7 +6,7 @@
 
 use crate::backend::BackendKind;
 use clap::Parser;
-use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
+use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 pub mod defaults {
@@ -246,37 +246,6 @@ impl Config {
             read_only: a.read_only,
             cache_fill: !a.no_cache_fill,
         })
-    }
-
-    /// A configuration for tests and embedding: foreground, loopback TCP
-    /// and UDP on free ports, no TIPC or SCTP.
-    pub fn loopback(db_path: impl Into<PathBuf>) -> Config {
-        let lo = Listen {
-            addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port: 0,
-            explicit: true,
-        };
-        Config {
-            backend: BackendKind::Rocksdb,
-            db_path: db_path.into(),
-            tipc: None,
-            tcp: Some(lo.clone()),
-            udp: Some(lo),
-            sctp: None,
-            cache_objects: defaults::CACHE_THOUSANDS * defaults::CACHE_UNIT,
-            log_file: None,
-            pid_file: None,
-            foreground: true,
-            passive: false,
-            read_only: false,
-            cache_fill: true,
-        }
-    }
-
-    /// The help text (`nmdb -h`).
-    pub fn help() -> String {
-        use clap::CommandFactory;
-        Args::command().render_help().to_string()
     }
 }
 

@@ -15,10 +15,6 @@ impl Stats {
         self.counters[c as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn get(&self, c: Counter) -> u64 {
-        self.counters[c as usize].load(Ordering::Relaxed)
-    }
-
     pub fn snapshot(&self) -> [u64; NUM_COUNTERS] {
         std::array::from_fn(|i| self.counters[i].load(Ordering::Relaxed))
     }

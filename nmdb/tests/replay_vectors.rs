@@ -178,12 +178,9 @@ struct Tally {
     failed: Vec<String>,
 }
 
-fn decode_stats(reply: &[u8]) -> Vec<u64> {
-    let body = if reply.len() > 12 && reply[..4] == ((reply.len()) as u32).to_be_bytes() {
-        &reply[4..]
-    } else {
-        reply
-    };
+/// The counters of a STATS reply (`tcp`: behind its length prefix).
+fn decode_stats(reply: &[u8], tcp: bool) -> Vec<u64> {
+    let body = if tcp { &reply[4..] } else { reply };
     body[12..]
         .chunks(8)
         .map(|c| u64::from_be_bytes(c.try_into().unwrap()))
@@ -288,7 +285,7 @@ impl Replayer<'_> {
                 };
                 let sent = hex(step["send_hex"].as_str().unwrap_or(""));
                 if !sent.is_empty() && is_stats_request(&sent, tcp) {
-                    let (want, have) = (decode_stats(&hex(expected)), decode_stats(&got));
+                    let (want, have) = (decode_stats(&hex(expected), tcp), decode_stats(&got, tcp));
                     let differs: Vec<usize> = (0..want.len().max(have.len()))
                         .filter(|&i| i != DB_HITS && i != DB_MISSES && want.get(i) != have.get(i))
                         .collect();
@@ -423,12 +420,12 @@ impl Replayer<'_> {
             }
             Ours::StatsDelta(delta) => {
                 let got = self.recv(tcp).unwrap_or_default();
-                let recorded = decode_stats(&hex(step["reply_hex"].as_str().unwrap()));
+                let recorded = decode_stats(&hex(step["reply_hex"].as_str().unwrap()), tcp);
                 let mut want: Vec<i64> = recorded.iter().map(|&v| v as i64).collect();
                 for &(i, d) in delta {
                     want[i] += d;
                 }
-                let have: Vec<i64> = decode_stats(&got).iter().map(|&v| v as i64).collect();
+                let have: Vec<i64> = decode_stats(&got, tcp).iter().map(|&v| v as i64).collect();
                 let differs: Vec<usize> = (0..want.len())
                     .filter(|&i| i != DB_HITS && i != DB_MISSES && want.get(i) != have.get(i))
                     .collect();

@@ -318,18 +318,8 @@ fn starts_in_the_background_by_default_and_stops_on_sigterm() {
     let dir = TempDir::new("daemon");
     let pid_file = dir.path().join("nmdb.pid");
     let status = std::process::Command::new(nmdb_bin())
-        .args([
-            "--no-tipc",
-            "--no-sctp",
-            "-T",
-            "127.0.0.1",
-            "-U",
-            "127.0.0.1",
-            "-t",
-            "0",
-            "-u",
-            "0",
-        ])
+        .args(["--no-tipc", "--no-sctp"])
+        .args(LOOPBACK)
         .arg("-d")
         .arg(dir.path().join("db"))
         .arg("-o")
@@ -395,18 +385,9 @@ fn explicitly_requested_tipc_or_sctp_missing_from_the_kernel_is_an_error() {
         &["-l", "12", "--no-sctp"]
     };
     let out = std::process::Command::new(nmdb_bin())
-        .args([
-            "-f",
-            "-T",
-            "127.0.0.1",
-            "-U",
-            "127.0.0.1",
-            "-t",
-            "0",
-            "-u",
-            "0",
-            "-d",
-        ])
+        .arg("-f")
+        .args(LOOPBACK)
+        .arg("-d")
         .arg(dir.path().join("db"))
         .args(args)
         .output()

@@ -53,11 +53,6 @@ pub fn put_stats(out: &mut Vec<u8>, id: u32, counters: &[u64; NUM_COUNTERS]) {
     }
 }
 
-/// Length of an encoded reply carrying `data_len` bytes of data.
-pub const fn data_reply_len(data_len: usize) -> usize {
-    REPLY_HEADER_LEN + 4 + data_len
-}
-
 /// Every reply the server can send, before encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer<'a> {
@@ -193,7 +188,10 @@ mod tests {
     fn data_reply_round_trips() {
         let mut out = Vec::new();
         put_data(&mut out, 0x0fff_ffff, ReplyCode::CacheHit, b"v0");
-        assert_eq!(out.len(), data_reply_len(2));
+        assert_eq!(
+            out.len(),
+            Answer::Data(ReplyCode::CacheHit, b"v0").encoded_len()
+        );
         let r = Reply::parse(&out).unwrap();
         assert_eq!(
             (r.id, r.reply_code()),

@@ -25,8 +25,8 @@ pub trait DatagramSocket: Send {
     fn max_message(&self) -> usize;
 }
 
-/// A raw message socket and the address every request goes to (TIPC's
-/// multicast name, an SCTP server).
+/// A raw message socket and the address every request goes to (a UDP or
+/// SCTP server, TIPC's multicast name).
 pub struct SocketTo {
     pub socket: nmdb_net::DgramSocket,
     pub to: nmdb_net::SockAddr,

@@ -4,41 +4,25 @@
 //! whose port is closed succeeds, and a server on a multi-homed host may
 //! answer from another of its addresses.
 
-use std::io;
-use std::net::{SocketAddrV4, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::net::{SocketAddr, SocketAddrV4};
 
+use nmdb_net::{DgramSocket, SockAddr};
 use nmdb_proto::MAX_UDP_MSG_SIZE;
 
-use super::datagram::{DatagramLink, DatagramSocket};
+use super::datagram::{DatagramLink, SocketTo};
 use crate::error::{Error, Phase};
 
-pub struct Udp {
-    socket: UdpSocket,
-    server: SocketAddrV4,
-}
-
-pub fn open(server: SocketAddrV4) -> Result<DatagramLink<Udp>, Error> {
-    let socket = UdpSocket::bind(SocketAddrV4::new(0.into(), 0))
-        .and_then(|s| s.set_nonblocking(true).map(|()| s))
+pub fn open(server: SocketAddrV4) -> Result<DatagramLink<SocketTo>, Error> {
+    let socket = DgramSocket::new(libc::AF_INET, libc::SOCK_DGRAM, 0)
+        .and_then(|s| {
+            s.bind(&SockAddr::from(SocketAddr::from(([0, 0, 0, 0], 0))))?;
+            s.set_nonblocking()?;
+            Ok(s)
+        })
         .map_err(|e| Error::io(Phase::Connect, e))?;
-    Ok(DatagramLink::new(Udp { socket, server }))
-}
-
-impl DatagramSocket for Udp {
-    fn send(&self, msg: &[u8]) -> io::Result<usize> {
-        self.socket.send_to(msg, self.server)
-    }
-
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.socket.recv_from(buf).map(|(n, _)| n)
-    }
-
-    fn fd(&self) -> RawFd {
-        self.socket.as_raw_fd()
-    }
-
-    fn max_message(&self) -> usize {
-        MAX_UDP_MSG_SIZE
-    }
+    Ok(DatagramLink::new(SocketTo {
+        socket,
+        to: SocketAddr::V4(server).into(),
+        max_message: MAX_UDP_MSG_SIZE,
+    }))
 }

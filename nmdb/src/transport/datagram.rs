@@ -65,14 +65,6 @@ impl Datagram {
         socket.set_read_timeout(Some(STOP_POLL))?;
         Ok(Datagram { socket, kind })
     }
-
-    pub fn socket(&self) -> &DgramSocket {
-        &self.socket
-    }
-
-    pub fn kind(&self) -> Kind {
-        self.kind
-    }
 }
 
 impl DatagramSend for Datagram {

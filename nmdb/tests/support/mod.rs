@@ -13,6 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// Loopback TCP and UDP on ports the kernel picks (read back from the log).
+pub const LOOPBACK: [&str; 8] = ["-T", "127.0.0.1", "-U", "127.0.0.1", "-t", "0", "-u", "0"];
+
 /// How long a test waits for anything before failing.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -91,17 +94,8 @@ impl TestServer {
     pub fn start_bin(bin: &Path, db: &Path, log: &Path, extra: &[&str]) -> TestServer {
         let _ = std::fs::remove_file(log);
         let child = Command::new(bin)
-            .args([
-                "-f",
-                "-T",
-                "127.0.0.1",
-                "-U",
-                "127.0.0.1",
-                "-t",
-                "0",
-                "-u",
-                "0",
-            ])
+            .arg("-f")
+            .args(LOOPBACK)
             .arg("-d")
             .arg(db)
             .arg("-o")
