@@ -15,7 +15,11 @@ DESTDIR ?=
 CARGO ?= cargo
 VERSION := 0.24.0
 MAJOR := $(firstword $(subst ., ,$(VERSION)))
-TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+# Resolved once to an absolute path: cargo, the Python tests and the kernel
+# harness then agree on where the build is, whatever the caller set
+# (nothing, a relative path, or an absolute one anywhere).
+TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),target))
+export CARGO_TARGET_DIR := $(TARGET_DIR)
 REL := $(TARGET_DIR)/release
 
 BINDIR := $(DESTDIR)$(PREFIX)/bin
@@ -43,8 +47,8 @@ check test:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) build --release --workspace
 	$(CARGO) nextest run --release --workspace --no-fail-fast
-	CARGO_TARGET_DIR=$(TARGET_DIR) python3 -m pytest -q python/tests
-	CARGO_TARGET_DIR=$(TARGET_DIR) tests/kernel/run.sh
+	python3 -m pytest -q python/tests
+	tests/kernel/run.sh
 
 bench: build
 	scripts/bench.sh

@@ -27,6 +27,10 @@ fi
 if [ "$purpose" = test ]; then
     need_cmd valgrind valgrind
     need_cmd groff groff-base
+    # ss reads listen backlogs; mount makes the small file system of the
+    # full-disk test.
+    need_cmd ss iproute2
+    need_cmd mount mount
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

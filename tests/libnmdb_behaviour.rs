@@ -129,6 +129,26 @@ fn replies_with_a_foreign_id_are_skipped() {
 }
 
 #[test]
+fn udp_replies_from_another_address_than_the_server_are_ignored() {
+    // A host that sees the request answers first, with the right id, from
+    // its own address; then the server answers.
+    let server = FakeServer::start(
+        Kind::Udp,
+        Arc::new(|msg, _| {
+            vec![
+                Out::SendFromElsewhere(reply_to(msg, 0, 0x801, &value_payload(b"forged"))),
+                Out::Send(reply_to(msg, 0, 0x801, &value_payload(b"server"))),
+            ]
+        }),
+    );
+    let db = Db::new();
+    server.add_to(&db);
+    for _ in 0..3 {
+        assert_eq!(db.get(b"k", 16), (6, b"server".to_vec()));
+    }
+}
+
+#[test]
 fn late_reply_to_a_timed_out_request_is_not_taken_for_the_next() {
     // The first request's reply comes only with the second request.
     let held = Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
@@ -187,8 +207,8 @@ fn tcp_connection_closed_by_the_server_is_reestablished_on_the_next_call() {
     let db = Db::new();
     server.add_to(&db);
     for i in 0..5 {
-        // Give the close time to arrive, as after a server restart.
-        std::thread::sleep(Duration::from_millis(20));
+        // The previous connection is closed, as after a server restart.
+        server.wait_closed(i);
         assert_eq!(db.set(b"k", b"v"), 1, "call {i}");
     }
     assert_eq!(server.received().len(), 5);

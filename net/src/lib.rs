@@ -5,6 +5,7 @@
 //! [`DgramSocket`] is a plain blocking socket with `recv_from`/`send_to`
 //! over [`SockAddr`], which holds any of the address families used here.
 
+pub mod pktinfo;
 pub mod sctp;
 pub mod tipc;
 
@@ -14,6 +15,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
+pub use pktinfo::Destination;
 pub use tipc::TipcAddr;
 
 /// A socket address of any family, as the kernel sees it.
@@ -139,6 +141,17 @@ impl PartialEq for SockAddr {
 
 impl Eq for SockAddr {}
 
+/// The listen backlog for servers: at least 1024, more when the system
+/// allows it (`net.core.somaxconn`), so that a burst of connections is not
+/// turned away by the kernel before they are accepted.
+pub fn listen_backlog() -> libc::c_int {
+    let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<libc::c_int>().ok())
+        .unwrap_or(0);
+    somaxconn.max(1024)
+}
+
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
         Err(io::Error::last_os_error())
@@ -153,6 +166,20 @@ fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
     } else {
         Ok(ret as usize)
     }
+}
+
+/// What [`DgramSocket::recv_message`] received.
+#[derive(Debug)]
+pub struct Message {
+    /// Bytes placed in the buffer.
+    pub len: usize,
+    pub from: SockAddr,
+    /// The address it was sent to, when packet information is on (see
+    /// [`DgramSocket::enable_packet_info`]).
+    pub to: Option<Destination>,
+    /// False when the message was longer than the buffer (or, on a socket
+    /// with record marks, continues in the next call).
+    pub complete: bool,
 }
 
 /// A blocking message socket (datagram, reliable datagram or SCTP
@@ -176,6 +203,13 @@ impl DgramSocket {
     pub fn bind(&self, addr: &SockAddr) -> io::Result<()> {
         // SAFETY: the pointer and length describe `addr`'s storage.
         cvt(unsafe { libc::bind(self.fd.as_raw_fd(), addr.as_ptr(), addr.len) }).map(drop)
+    }
+
+    /// Fixes the peer: datagrams from any other address are no longer
+    /// received.
+    pub fn connect(&self, addr: &SockAddr) -> io::Result<()> {
+        // SAFETY: the pointer and length describe `addr`'s storage.
+        cvt(unsafe { libc::connect(self.fd.as_raw_fd(), addr.as_ptr(), addr.len) }).map(drop)
     }
 
     pub fn listen(&self, backlog: libc::c_int) -> io::Result<()> {
@@ -258,6 +292,67 @@ impl DgramSocket {
         Ok((n, addr))
     }
 
+    /// Receives one message and says whether all of it fit in `buf`.
+    /// A message is cut short when the kernel flags it truncated
+    /// (`MSG_TRUNC`: UDP, TIPC) or, with `record_marks` (SCTP), when the
+    /// end-of-record mark is missing: the rest follows in later calls.
+    pub fn recv_message(&self, buf: &mut [u8], record_marks: bool) -> io::Result<Message> {
+        let mut addr = SockAddr::empty();
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        // SAFETY: an all-zero msghdr is valid (no control data).
+        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        hdr.msg_name = &mut addr.storage as *mut _ as *mut libc::c_void;
+        hdr.msg_namelen = addr.len;
+        hdr.msg_iov = &mut iov;
+        hdr.msg_iovlen = 1;
+        let mut control = pktinfo::ControlBuf([0; pktinfo::CONTROL_LEN]);
+        hdr.msg_control = control.0.as_mut_ptr() as *mut libc::c_void;
+        hdr.msg_controllen = pktinfo::CONTROL_LEN as _;
+        // SAFETY: `hdr` points at `buf`, the address storage and the control
+        // buffer, all valid for the lengths given, and outlives the call.
+        let len = cvt_size(unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut hdr, 0) })?;
+        addr.len = hdr.msg_namelen;
+        let truncated = hdr.msg_flags & libc::MSG_TRUNC != 0;
+        let unfinished = record_marks && hdr.msg_flags & libc::MSG_EOR == 0;
+        Ok(Message {
+            len,
+            from: addr,
+            to: pktinfo::destination_of(&hdr),
+            complete: !truncated && !unfinished,
+        })
+    }
+
+    /// Sends one message to `addr`, from the source address `from` when
+    /// given (the destination of the request it answers).
+    pub fn send_from(
+        &self,
+        msg: &[u8],
+        addr: &SockAddr,
+        from: Option<&Destination>,
+    ) -> io::Result<usize> {
+        let Some(from) = from else {
+            return self.send_to(msg, addr);
+        };
+        let mut iov = libc::iovec {
+            iov_base: msg.as_ptr() as *mut libc::c_void,
+            iov_len: msg.len(),
+        };
+        // SAFETY: an all-zero msghdr is valid.
+        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
+        hdr.msg_namelen = addr.len;
+        hdr.msg_iov = &mut iov;
+        hdr.msg_iovlen = 1;
+        let mut control = pktinfo::ControlBuf([0; pktinfo::CONTROL_LEN]);
+        pktinfo::write_source(&mut hdr, &mut control, from);
+        // SAFETY: `hdr` points at `msg`, `addr` and `control`, all valid for
+        // the lengths given; the kernel only reads them.
+        cvt_size(unsafe { libc::sendmsg(self.fd.as_raw_fd(), &hdr, libc::MSG_NOSIGNAL) })
+    }
+
     /// Sends one message to `addr`.
     pub fn send_to(&self, msg: &[u8], addr: &SockAddr) -> io::Result<usize> {
         // SAFETY: `msg` and `addr` are valid for the lengths given.
@@ -305,6 +400,65 @@ mod tests {
         let (n, from) = rx.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"ping");
         assert_eq!(from, tx.local_addr().unwrap());
+    }
+
+    #[test]
+    fn a_message_longer_than_the_buffer_is_reported_incomplete() {
+        let rx = DgramSocket::new(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+        rx.bind(&SockAddr::from(
+            "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+        ))
+        .unwrap();
+        let tx = DgramSocket::new(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+        let to = rx.local_addr().unwrap();
+        tx.send_to(&[7u8; 100], &to).unwrap();
+        tx.send_to(&[8u8; 10], &to).unwrap();
+        let mut buf = [0u8; 50];
+        let cut = rx.recv_message(&mut buf, false).unwrap();
+        assert_eq!((cut.len, cut.complete), (50, false));
+        let whole = rx.recv_message(&mut buf, false).unwrap();
+        assert_eq!((whole.len, whole.complete), (10, true));
+        let port = |a: &SockAddr| a.as_inet().unwrap().port();
+        assert_eq!(port(&whole.from), port(&tx.local_addr().unwrap()));
+    }
+
+    #[test]
+    fn a_reply_sent_from_the_request_destination_reaches_a_connected_client() {
+        let server = DgramSocket::new(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+        server
+            .bind(&SockAddr::from("0.0.0.0:0".parse::<SocketAddr>().unwrap()))
+            .unwrap();
+        server.enable_packet_info(false).unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let port = server.local_addr().unwrap().as_inet().unwrap().port();
+        // 127.0.0.2 is a loopback address, but not the one a reply to
+        // 127.0.0.1 is sent from by default.
+        let second: SocketAddr = ([127, 0, 0, 2], port).into();
+        let client = DgramSocket::new(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+        client.connect(&SockAddr::from(second)).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+
+        client.send_to(b"plain", &SockAddr::from(second)).unwrap();
+        let req = server.recv_message(&mut buf, false).unwrap();
+        assert_eq!(req.to, Some(Destination::V4(Ipv4Addr::new(127, 0, 0, 2))));
+        server.send_to(b"plain", &req.from).unwrap();
+        assert!(
+            client.recv_from(&mut buf).is_err(),
+            "a reply from the default source is filtered out by the connected client"
+        );
+
+        client.send_to(b"pinned", &SockAddr::from(second)).unwrap();
+        let req = server.recv_message(&mut buf, false).unwrap();
+        server
+            .send_from(b"pinned", &req.from, req.to.as_ref())
+            .unwrap();
+        let (n, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from.as_inet()), (&b"pinned"[..], Some(second)));
     }
 
     #[test]

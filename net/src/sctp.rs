@@ -23,7 +23,7 @@ pub fn listen(addr: SocketAddr) -> io::Result<DgramSocket> {
     let one: libc::c_int = 1;
     s.setsockopt(libc::SOL_SOCKET, libc::SO_REUSEADDR, &one)?;
     s.bind(&SockAddr::from(addr))?;
-    s.listen(128)?;
+    s.listen(crate::listen_backlog())?;
     Ok(s)
 }
 

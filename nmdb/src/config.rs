@@ -23,6 +23,12 @@ pub mod defaults {
     pub const CACHE_THOUSANDS: usize = 128;
     /// Objects per "thousand", as the original counts them.
     pub const CACHE_UNIT: usize = 1024;
+    /// Most TCP connections open at once.
+    pub const MAX_CONNECTIONS: usize = 10_000;
+    /// Seconds a TCP connection may stay idle; 0: forever.
+    pub const IDLE_TIMEOUT_SECS: u64 = 0;
+    /// Bytes the database queue may hold, in MiB.
+    pub const DB_QUEUE_MIB: usize = 64;
 }
 
 /// The options as typed; see [`Config`] for the validated form.
@@ -99,6 +105,15 @@ struct Args {
     /// Do not listen on SCTP
     #[arg(long = "no-sctp")]
     no_sctp: bool,
+    /// Most TCP connections open at once; new ones beyond are closed
+    #[arg(long = "max-connections", value_name = "n", default_value_t = defaults::MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Close TCP connections idle this many seconds (0: never)
+    #[arg(long = "idle-timeout", value_name = "secs", default_value_t = defaults::IDLE_TIMEOUT_SECS)]
+    idle_timeout: u64,
+    /// Memory for requests queued for the database, in MiB
+    #[arg(long = "db-queue-mib", value_name = "mib", default_value_t = defaults::DB_QUEUE_MIB)]
+    db_queue_mib: usize,
 }
 
 /// Where an IP transport listens, or `None` when switched off.
@@ -129,6 +144,11 @@ pub struct Config {
     pub passive: bool,
     pub read_only: bool,
     pub cache_fill: bool,
+    pub max_connections: usize,
+    /// Close idle TCP connections after this long (`None`: never).
+    pub idle_timeout: Option<std::time::Duration>,
+    /// Bytes the database queue may hold before clients are slowed down.
+    pub db_queue_bytes: usize,
 }
 
 fn resolve(host: &str, what: &str) -> Result<IpAddr, String> {
@@ -229,6 +249,19 @@ impl Config {
             "SCTP address",
         )
         .map_err(invalid)?;
+        if a.max_connections == 0 {
+            return Err(invalid("--max-connections must be at least 1".into()));
+        }
+        let db_queue_bytes = match a.db_queue_mib.checked_mul(1 << 20) {
+            Some(bytes) if bytes > 0 => bytes,
+            _ => {
+                return Err(invalid(format!(
+                    "--db-queue-mib {} is out of range (1 to {})",
+                    a.db_queue_mib,
+                    usize::MAX >> 20
+                )))
+            }
+        };
         let tipc_explicit = given(&matches, "tipc_lower") || given(&matches, "tipc_upper");
         let log_file = a.log_file.filter(|p| p.as_os_str() != "-");
         Ok(Config {
@@ -245,6 +278,10 @@ impl Config {
             passive: a.passive,
             read_only: a.read_only,
             cache_fill: !a.no_cache_fill,
+            max_connections: a.max_connections,
+            idle_timeout: (a.idle_timeout > 0)
+                .then(|| std::time::Duration::from_secs(a.idle_timeout)),
+            db_queue_bytes,
         })
     }
 }
@@ -354,6 +391,29 @@ mod tests {
     fn transports_can_be_switched_off() {
         let c = parse(&["--no-tipc", "--no-sctp", "--no-udp"]).unwrap();
         assert!(c.tipc.is_none() && c.sctp.is_none() && c.udp.is_none() && c.tcp.is_some());
+    }
+
+    #[test]
+    fn load_limits_have_defaults_and_can_be_set() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.max_connections, 10_000);
+        assert_eq!(c.idle_timeout, None);
+        assert_eq!(c.db_queue_bytes, 64 << 20);
+        let c = parse(&[
+            "--max-connections",
+            "5",
+            "--idle-timeout",
+            "30",
+            "--db-queue-mib",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(c.max_connections, 5);
+        assert_eq!(c.idle_timeout, Some(std::time::Duration::from_secs(30)));
+        assert_eq!(c.db_queue_bytes, 2 << 20);
+        for bad in [["--max-connections", "0"], ["--db-queue-mib", "0"]] {
+            assert!(parse(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

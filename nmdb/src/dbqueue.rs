@@ -16,6 +16,7 @@
 //! batch is written.
 
 use crate::backend::{Backend, BackendError, WriteOp};
+use crate::budget::QueueBudget;
 use crate::cache::{key_hash, Cache, FillTicket};
 use crate::incr::{self, NotANumber};
 use crate::reply::{Modes, ReplyTo};
@@ -23,12 +24,15 @@ use crate::stats::Stats;
 use crate::workqueue::WorkQueue;
 use nmdb_proto::{Answer, Counter, ErrorCode, ReplyCode};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Most requests a worker applies as one batch.
 const MAX_BATCH: usize = 256;
+/// Most key and value bytes written as one batch: the engine copies a
+/// batch whole, so big values are written in several.
+const MAX_BATCH_BYTES: usize = 4 << 20;
 
 /// A database operation, owning its bytes.
 #[derive(Debug)]
@@ -59,6 +63,17 @@ pub enum DbOp {
 }
 
 impl DbOp {
+    /// Bytes this operation holds while queued, charged to the
+    /// [`QueueBudget`]: its buffers and its queue entry.
+    fn cost(&self) -> usize {
+        let held = match self {
+            DbOp::Get { key, .. } | DbOp::Del { key, .. } | DbOp::Incr { key, .. } => key.len(),
+            DbOp::Set { key, value, .. } => key.len() + value.len(),
+            DbOp::Cas { key, old, new } => key.len() + old.len() + new.len(),
+        };
+        held + std::mem::size_of::<Msg>()
+    }
+
     fn key(&self) -> &[u8] {
         match self {
             DbOp::Get { key, .. }
@@ -98,10 +113,44 @@ struct WalkJob {
 // would cost an allocation per request.
 #[allow(clippy::large_enum_variant)]
 enum Msg {
-    Job(Job),
+    /// A request and the bytes it was charged.
+    Job(Job, usize),
     Walk(Arc<WalkJob>),
     /// Apply everything before this and exit.
     Stop,
+}
+
+/// Whether database writes fail now: the change is logged once each way,
+/// not once per failed batch.
+#[derive(Debug, Default)]
+pub struct WriteHealth {
+    failing: AtomicBool,
+    /// Batches whose write failed, since start.
+    pub failures: AtomicU64,
+}
+
+impl WriteHealth {
+    fn failed(&self, e: &BackendError, changes: usize) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        if !self.failing.swap(true, Ordering::Relaxed) {
+            log::error!(
+                "database writes are failing ({e}); changes are answered ERR_DB \
+                 until a write succeeds again"
+            );
+        } else {
+            log::debug!("database write of {changes} changes failed: {e}");
+        }
+    }
+
+    fn succeeded(&self) {
+        if self.failing.load(Ordering::Relaxed) && self.failing.swap(false, Ordering::Relaxed) {
+            log::info!("database writes succeed again");
+        }
+    }
+
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
 }
 
 /// What a worker needs besides its queue.
@@ -112,25 +161,28 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     pub modes: Arc<Modes>,
     pub cache_fill: bool,
+    pub health: Arc<WriteHealth>,
 }
 
 pub struct DbQueue {
     queues: Vec<Arc<WorkQueue<Msg>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     nworkers: usize,
+    budget: Arc<QueueBudget>,
 }
 
 impl DbQueue {
-    /// Starts `nworkers` workers, each with a queue of `depth` requests.
-    /// A full queue makes submitters wait: back-pressure instead of
-    /// unbounded memory.
-    pub fn start(shared: Shared, nworkers: usize, depth: usize) -> std::io::Result<Self> {
+    /// Starts `nworkers` workers sharing a budget of `budget_bytes`
+    /// queued. Submitting never waits; transports consult
+    /// [`DbQueue::budget`] to slow their clients down.
+    pub fn start(shared: Shared, nworkers: usize, budget_bytes: usize) -> std::io::Result<Self> {
         let nworkers = nworkers.max(1);
+        let budget = Arc::new(QueueBudget::new(budget_bytes));
         let mut queues = Vec::with_capacity(nworkers);
         let mut workers = Vec::with_capacity(nworkers);
         for i in 0..nworkers {
-            let queue = Arc::new(WorkQueue::new(depth));
-            let mut worker = Worker::new(shared.clone(), queue.clone());
+            let queue = Arc::new(WorkQueue::new());
+            let mut worker = Worker::new(shared.clone(), queue.clone(), budget.clone());
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("nmdb-db-{i}"))
@@ -142,23 +194,31 @@ impl DbQueue {
             queues,
             workers: Mutex::new(workers),
             nworkers,
+            budget,
         })
+    }
+
+    /// What is queued, against its limit.
+    pub fn budget(&self) -> &QueueBudget {
+        &self.budget
     }
 
     /// Queues `msg` on `worker`. Only what someone waits for wakes the
     /// worker at once; see [`WorkQueue`].
     fn send(&self, worker: usize, msg: Msg) {
         let urgent = match &msg {
-            Msg::Job(job) => job.reply.is_some(),
+            Msg::Job(job, _) => job.reply.is_some(),
             Msg::Walk(_) | Msg::Stop => true,
         };
         self.queues[worker].push(msg, urgent);
     }
 
-    /// Queues a request on the worker that owns its key.
+    /// Queues a request on the worker that owns its key. Never waits.
     pub fn submit(&self, job: Job) {
         let worker = (key_hash(job.op.key()) % self.nworkers as u64) as usize;
-        self.send(worker, Msg::Job(job));
+        let cost = job.op.cost();
+        self.budget.charge(cost);
+        self.send(worker, Msg::Job(job, cost));
     }
 
     /// Queues a key walk behind everything already queued on every worker.
@@ -203,18 +263,26 @@ enum Deferred {
 struct Worker {
     shared: Shared,
     queue: Arc<WorkQueue<Msg>>,
+    budget: Arc<QueueBudget>,
+    /// Bytes charged for the requests taken since the last release.
+    taken: usize,
     pending: Vec<WriteOp>,
+    /// Key and value bytes in `pending`.
+    pending_bytes: usize,
     pending_sync: bool,
     waiting: Vec<Waiting>,
     scratch: Vec<u8>,
 }
 
 impl Worker {
-    fn new(shared: Shared, queue: Arc<WorkQueue<Msg>>) -> Self {
+    fn new(shared: Shared, queue: Arc<WorkQueue<Msg>>, budget: Arc<QueueBudget>) -> Self {
         Worker {
             shared,
             queue,
+            budget,
+            taken: 0,
             pending: Vec::new(),
+            pending_bytes: 0,
             pending_sync: false,
             waiting: Vec::new(),
             scratch: Vec::new(),
@@ -232,6 +300,8 @@ impl Worker {
                 go_on = go_on && self.handle(msg);
             }
             self.flush();
+            // Written (or answered with an error): their bytes are free.
+            self.budget.release(std::mem::take(&mut self.taken));
             if !go_on {
                 return;
             }
@@ -242,7 +312,10 @@ impl Worker {
     fn handle(&mut self, msg: Msg) -> bool {
         match msg {
             Msg::Stop => return false,
-            Msg::Job(job) => self.execute(job),
+            Msg::Job(job, cost) => {
+                self.taken += cost;
+                self.execute(job);
+            }
             Msg::Walk(walk) => {
                 self.flush();
                 if walk.workers_left.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -274,6 +347,11 @@ impl Worker {
     }
 
     fn queue_write(&mut self, op: WriteOp, sync: bool) {
+        let size = op.size();
+        if self.pending_bytes + size > MAX_BATCH_BYTES {
+            self.flush();
+        }
+        self.pending_bytes += size;
         self.pending.push(op);
         self.pending_sync |= sync;
     }
@@ -357,13 +435,13 @@ impl Worker {
         } else {
             self.shared.backend.write(&self.pending, self.pending_sync)
         };
-        if let Err(e) = &result {
-            log::error!(
-                "database write of {} changes failed: {e}",
-                self.pending.len()
-            );
+        match &result {
+            Err(e) => self.shared.health.failed(e, self.pending.len()),
+            Ok(()) if !self.pending.is_empty() => self.shared.health.succeeded(),
+            Ok(()) => {}
         }
         self.pending.clear();
+        self.pending_bytes = 0;
         self.pending_sync = false;
         let mut waiting = std::mem::take(&mut self.waiting);
         for w in waiting.drain(..) {

@@ -11,6 +11,7 @@ use crate::cache::{Cache, CasOutcome, IncrOutcome};
 use crate::dbqueue::{DbOp, DbQueue, Job, Walk};
 use crate::reply::{write_answer, Modes, ReplyShape, ReplyTo};
 use crate::stats::Stats;
+use crate::throttle::EverySecond;
 use nmdb_proto::request::{self, Header, ParseError, Request};
 use nmdb_proto::{Answer, Counter, ErrorCode, ReplyCode};
 use std::sync::Arc;
@@ -21,6 +22,10 @@ pub trait Link {
     fn shape(&self) -> ReplyShape;
     /// Where the database queue should send a later answer.
     fn defer(&mut self) -> ReplyTo;
+    /// Whether this transport stops reading its client while the database
+    /// queue is over budget (streams). Those that cannot (datagrams) have
+    /// requests for the database refused instead, past a higher mark.
+    fn pauses_when_queue_full(&self) -> bool;
 }
 
 /// What the transport should do after a message.
@@ -40,6 +45,8 @@ pub struct Engine {
     pub modes: Arc<Modes>,
     /// Remember database reads in the cache (read-through).
     pub cache_fill: bool,
+    /// Paces the warning about refused datagram requests.
+    pub queue_full_log: EverySecond,
 }
 
 /// Appends answers unless the server is passive.
@@ -118,6 +125,10 @@ impl Engine {
         if writes && self.modes.read_only() {
             out.answer(id, Answer::Error(ErrorCode::ReadOnly));
             return;
+        }
+        // Before the cache is touched: a refused write changes nothing.
+        if writes && !cache_only && self.queue_refuses(link) {
+            return out.answer(id, Answer::Error(ErrorCode::Mem));
         }
         match req {
             Request::Get { key } => self.get(id, cache_only, key, link, out),
@@ -204,6 +215,23 @@ impl Engine {
         }
     }
 
+    /// True when a request for the database from `link` must be refused:
+    /// the queue is far over budget and this transport cannot pause.
+    fn queue_refuses(&self, link: &dyn Link) -> bool {
+        if link.pauses_when_queue_full() || !self.db.budget().refuses_datagrams() {
+            return false;
+        }
+        if self.queue_full_log.ready() {
+            log::warn!(
+                "database queue holds {} bytes (limit {}): refusing datagram requests \
+                 for the database with ERR_MEM until it drains",
+                self.db.budget().queued(),
+                self.db.budget().limit()
+            );
+        }
+        true
+    }
+
     /// Queues a SET or DEL: a synchronous one is answered by the queue once
     /// written, an asynchronous one at once.
     fn submit_write(&self, op: DbOp, id: u32, sync: bool, link: &mut dyn Link, out: &mut Out<'_>) {
@@ -225,6 +253,9 @@ impl Engine {
         if cache_only {
             self.stats.inc(Counter::CacheMisses);
             return out.code(id, ReplyCode::CacheMiss);
+        }
+        if self.queue_refuses(link) {
+            return out.answer(id, Answer::Error(ErrorCode::Mem));
         }
         let op = DbOp::Get {
             key: key.to_vec(),

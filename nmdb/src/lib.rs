@@ -12,17 +12,20 @@
 //! ([`run`]: daemon, log file, pid file, signals).
 
 pub mod backend;
+pub mod budget;
 pub mod cache;
 pub mod config;
 pub mod daemon;
 pub mod dbqueue;
 pub mod engine;
+pub mod fdlimit;
 pub mod incr;
 pub mod logfile;
 pub mod reply;
 pub mod run;
 pub mod server;
 pub mod stats;
+pub mod throttle;
 pub mod transport;
 pub mod workqueue;
 

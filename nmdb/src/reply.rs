@@ -76,8 +76,14 @@ pub fn write_answer(out: &mut Vec<u8>, shape: ReplyShape, id: u32, answer: Answe
     }
 }
 
-/// The address a datagram came from, to answer to.
-pub type PeerAddr = nmdb_net::SockAddr;
+/// Where a datagram's answer goes: the sender's address, and the address
+/// the request was sent to, which the answer is sent from (when the socket
+/// reports it: UDP on a wildcard address).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr {
+    pub addr: nmdb_net::SockAddr,
+    pub via: Option<nmdb_net::Destination>,
+}
 
 /// A datagram socket the database queue can answer through.
 pub trait DatagramSend: Send + Sync {

@@ -4,10 +4,11 @@
 use crate::backend::Backend;
 use crate::cache::Cache;
 use crate::config::{Config, Listen};
-use crate::dbqueue::{DbQueue, Shared};
+use crate::dbqueue::{DbQueue, Shared, WriteHealth};
 use crate::engine::Engine;
 use crate::reply::Modes;
 use crate::stats::Stats;
+use crate::throttle::EverySecond;
 use crate::transport::datagram::{self, Datagram};
 use crate::transport::{sctp, tcp, tipc, udp};
 use nmdb_proto::TIPC_SERVER_TYPE;
@@ -21,10 +22,6 @@ use std::time::Duration;
 /// Database queue workers. More than the cores: a worker waiting on an
 /// fsync leaves the CPU to the others.
 const DB_WORKERS: usize = 4;
-/// Requests each database worker may have queued.
-const DB_QUEUE_DEPTH: usize = 16 * 1024;
-/// Receive threads per datagram socket.
-const DATAGRAM_THREADS: usize = 2;
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -55,6 +52,7 @@ pub struct Server {
     datagram_threads: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     addrs: LocalAddrs,
+    tcp_limits: Arc<tcp::Limits>,
 }
 
 /// Names the usual cause when the kernel lacks a protocol.
@@ -75,6 +73,18 @@ fn unavailable(what: &str, explicit: bool, reason: &str) -> Result<(), StartErro
     }
     log::warn!("{what} unavailable: {reason}; serving the other transports");
     Ok(())
+}
+
+/// The connection limit the open-file limit allows, raising it if need be.
+fn connection_limit(asked: usize) -> usize {
+    let fits = crate::fdlimit::fit_connections(asked);
+    if fits < asked {
+        log::warn!(
+            "the open-file limit (ulimit -n) allows only {fits} of the {asked} connections \
+             asked for (--max-connections); raise its hard limit to allow more"
+        );
+    }
+    fits.max(1)
 }
 
 impl Server {
@@ -105,8 +115,9 @@ impl Server {
             stats: stats.clone(),
             modes: modes.clone(),
             cache_fill: cfg.cache_fill,
+            health: Arc::new(WriteHealth::default()),
         };
-        let db = DbQueue::start(shared, DB_WORKERS, DB_QUEUE_DEPTH)
+        let db = DbQueue::start(shared, DB_WORKERS, cfg.db_queue_bytes)
             .map_err(|e| StartError(format!("cannot start the database workers: {e}")))?;
         let engine = Arc::new(Engine {
             cache,
@@ -114,6 +125,7 @@ impl Server {
             stats,
             modes,
             cache_fill: cfg.cache_fill,
+            queue_full_log: EverySecond::default(),
         });
         log::info!(
             "cache of {} objects{}{}{}",
@@ -134,6 +146,10 @@ impl Server {
             datagram_threads: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
             addrs: LocalAddrs::default(),
+            tcp_limits: Arc::new(tcp::Limits::new(
+                connection_limit(cfg.max_connections),
+                cfg.idle_timeout,
+            )),
         };
         if let Err(e) = server.start_transports(cfg) {
             server.shutdown();
@@ -166,6 +182,14 @@ impl Server {
             let addr = SocketAddr::new(l.addr, l.port);
             match udp::bind(addr) {
                 Ok((socket, local)) => {
+                    if !local.ip().is_loopback() {
+                        log::warn!(
+                            "udp listens on {local}, beyond this host: anyone who can reach \
+                             it can read and change data, and a 16-byte request can be \
+                             answered with 64 KiB to a forged source address; see SECURITY \
+                             in nmdb(1)"
+                        );
+                    }
                     self.start_datagram(socket, &format!("udp {local}"))?;
                     self.addrs.udp = Some(local);
                     started += 1;
@@ -191,13 +215,8 @@ impl Server {
     }
 
     fn start_datagram(&mut self, socket: Datagram, what: &str) -> Result<(), StartError> {
-        let threads = datagram::spawn(
-            Arc::new(socket),
-            self.engine.clone(),
-            self.stop.clone(),
-            DATAGRAM_THREADS,
-        )
-        .map_err(|e| StartError(format!("{what}: cannot start threads: {e}")))?;
+        let threads = datagram::spawn(Arc::new(socket), self.engine.clone(), self.stop.clone())
+            .map_err(|e| StartError(format!("{what}: cannot start threads: {e}")))?;
         self.datagram_threads.extend(threads);
         log::info!("listening on {what}");
         Ok(())
@@ -205,10 +224,11 @@ impl Server {
 
     fn start_tcp(&mut self, listen: &Listen) -> Result<bool, StartError> {
         let addr = SocketAddr::new(listen.addr, listen.port);
-        let listener = match std::net::TcpListener::bind(addr).and_then(|l| {
-            l.set_nonblocking(true)?;
-            Ok(l)
-        }) {
+        let engine = self.engine.clone();
+        let limits = self.tcp_limits.clone();
+        let runtime = self.runtime()?;
+        let _guard = runtime.enter();
+        let listener = match tcp::bind(addr) {
             Ok(l) => l,
             Err(e) => {
                 unavailable(&format!("tcp {addr}"), listen.explicit, &e.to_string())?;
@@ -216,12 +236,7 @@ impl Server {
             }
         };
         let local = listener.local_addr().ok();
-        let engine = self.engine.clone();
-        let runtime = self.runtime()?;
-        let _guard = runtime.enter();
-        let listener = tokio::net::TcpListener::from_std(listener)
-            .map_err(|e| StartError(format!("tcp {addr}: {e}")))?;
-        runtime.spawn(tcp::serve(listener, engine));
+        runtime.spawn(tcp::serve(listener, engine, limits));
         drop(_guard);
         self.addrs.tcp = local;
         log::info!("listening on tcp {}", local.unwrap_or(addr));
@@ -243,6 +258,11 @@ impl Server {
 
     pub fn local_addrs(&self) -> &LocalAddrs {
         &self.addrs
+    }
+
+    /// Open and refused TCP connections.
+    pub fn tcp_limits(&self) -> &tcp::Limits {
+        &self.tcp_limits
     }
 
     pub fn modes(&self) -> &Modes {

@@ -8,7 +8,9 @@ mod support;
 
 use nmdb_net::tipc::{rdm_socket, TipcAddr};
 use nmdb_net::{DgramSocket, SockAddr};
-use nmdb_proto::{Reply, ReplyCode, Request, FLAGS_CACHE_ONLY, FLAGS_SYNC, TIPC_SERVER_TYPE};
+use nmdb_proto::{
+    Counter, Reply, ReplyCode, Request, FLAGS_CACHE_ONLY, FLAGS_SYNC, TIPC_SERVER_TYPE,
+};
 use std::net::SocketAddr;
 use std::time::Duration;
 use support::*;
@@ -139,16 +141,6 @@ fn every_request_and_mode(call: &dyn Fn(&[u8]) -> Vec<u8>) {
     assert_eq!(data(&get(b"big", 0)), big);
 }
 
-fn counter(server: &TestServer, index: usize) -> u64 {
-    let mut c = server.tcp_client();
-    let stats = c.call(&msg(Request::Stats, 1, 0));
-    u64::from_be_bytes(
-        stats[8 + 4 + index * 8..8 + 4 + index * 8 + 8]
-            .try_into()
-            .unwrap(),
-    )
-}
-
 #[test]
 #[ignore = "needs TIPC and SCTP in the kernel: run by tests/kernel/run.sh"]
 fn tipc_server_answers_every_request_and_mode() {
@@ -162,7 +154,10 @@ fn tipc_server_answers_every_request_and_mode() {
     assert!(server.log_text().contains("listening on tipc {26001, 40}"));
     let client = TipcClient::new(40);
     every_request_and_mode(&|m| client.call(m));
-    assert!(counter(&server, 14) > 10, "msg_tipc counts TIPC messages");
+    assert!(
+        server.counter(Counter::MsgTipc) > 10,
+        "msg_tipc counts TIPC messages"
+    );
     server.stop();
 }
 
@@ -186,7 +181,10 @@ fn sctp_server_answers_every_request_and_mode() {
         .unwrap();
     let client = SctpClient::new(addr);
     every_request_and_mode(&|m| client.call(m));
-    assert!(counter(&server, 17) > 10, "msg_sctp counts SCTP messages");
+    assert!(
+        server.counter(Counter::MsgSctp) > 10,
+        "msg_sctp counts SCTP messages"
+    );
     server.stop();
 }
 
@@ -292,4 +290,57 @@ fn passive_mirror_applies_every_write_and_takes_over_on_sigusr2() {
         49u32.to_be_bytes()
     );
     restarted.stop();
+}
+
+#[test]
+#[ignore = "needs TIPC and SCTP in the kernel: run by tests/kernel/run.sh"]
+fn over_long_tipc_and_sctp_messages_are_dropped_as_broken_never_parsed_cut() {
+    let dir = TempDir::new("overlong");
+    let server = TestServer::start_with(
+        &dir.path().join("db"),
+        &dir.path().join("log"),
+        &["-l", "80", "-S", "127.0.0.1", "-s", "0"],
+    );
+    let log = server.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("listening on sctp "))
+        .expect("sctp listening");
+    let sctp_addr: SocketAddr = line[line.find("sctp ").unwrap() + 5..]
+        .trim()
+        .parse()
+        .unwrap();
+    // A SET whose value runs past the protocol's 64 KiB message: a server
+    // that parsed what fits its buffer would store a cut value.
+    let mut over_long = msg(
+        Request::Set {
+            key: b"cut",
+            value: &[0x33; 65_600],
+        },
+        5,
+        0,
+    );
+    over_long.truncate(65_900);
+
+    let tipc = TipcClient::new(80);
+    tipc.send(&over_long);
+    assert!(
+        tipc.quiet_for(Duration::from_millis(300)),
+        "no answer to a cut message"
+    );
+    assert_eq!(server.counter(Counter::NetBrokenReq), 1);
+    let miss = tipc.call(&msg(Request::Get { key: b"cut" }, 6, 0));
+    assert_eq!(code(&miss), ReplyCode::NotIn, "nothing of it was stored");
+
+    let sctp = SctpClient::new(sctp_addr);
+    sctp.socket
+        .send_to(&over_long, &sctp.to)
+        .expect("SCTP send");
+    // Its later pieces are skipped too: the next request is answered as
+    // the next one, not mistaken for the rest of the long message.
+    let miss = sctp.call(&msg(Request::Get { key: b"cut" }, 7, 0));
+    assert_eq!(Reply::parse(&miss).unwrap().id, 7);
+    assert_eq!(code(&miss), ReplyCode::NotIn);
+    assert_eq!(server.counter(Counter::NetBrokenReq), 2);
+    server.stop();
 }

@@ -259,7 +259,7 @@ impl Replayer<'_> {
         self.server.signal(sig);
         self.signals_sent[idx] += 1;
         let n = self.signals_sent[idx];
-        self.server.wait_for_log(line, n);
+        self.server.wait_for_log_prefix(line, n);
     }
 
     fn step(&mut self, step: &Value) {

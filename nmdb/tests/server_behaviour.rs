@@ -5,6 +5,7 @@
 mod support;
 
 use nmdb_proto::{Reply, ReplyCode, Request, FLAGS_CACHE_ONLY, FLAGS_SYNC};
+use std::net::SocketAddr;
 use support::*;
 
 fn code(reply: &[u8]) -> ReplyCode {
@@ -263,7 +264,11 @@ fn sighup_reopens_the_log_file_for_rotation() {
     server.wait_for_log("log file reopened", 1);
     let log = server.stop();
     assert!(log.contains("clean shutdown"), "new log: {log}");
-    assert!(std::fs::read_to_string(rotated).unwrap().contains("ready"));
+    let old_log = std::fs::read_to_string(rotated).unwrap();
+    assert!(
+        old_log.lines().any(|l| support::log_message(l) == "ready"),
+        "rotated log: {old_log}"
+    );
 }
 
 #[test]
@@ -461,5 +466,27 @@ fn concurrent_writers_leave_cache_and_database_agreeing() {
             );
         }
     }
+    server.stop();
+}
+
+#[test]
+fn udp_on_every_address_answers_from_the_address_each_request_was_sent_to() {
+    let dir = TempDir::new("udp-any");
+    let server = TestServer::start(&dir, &["-U", "0.0.0.0", "--no-tcp"]);
+    // 127.0.0.2 is this host too, but replies to 127.0.0.1 leave from
+    // 127.0.0.1 unless the server says otherwise; a connected client (as
+    // libnmdb's) takes only replies from the address it wrote to.
+    let second = SocketAddr::from(([127, 0, 0, 2], server.udp.port()));
+    let client = UdpClient::connect(second);
+    // Answered at once, and answered later by the database queue.
+    assert_eq!(
+        code(&client.call(&set(b"k", b"v", FLAGS_SYNC))),
+        ReplyCode::Ok
+    );
+    assert_eq!(
+        code(&client.call(&get(b"k", FLAGS_CACHE_ONLY))),
+        ReplyCode::CacheHit
+    );
+    assert_eq!(code(&client.call(&del(b"k", FLAGS_SYNC))), ReplyCode::Ok);
     server.stop();
 }

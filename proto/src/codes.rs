@@ -28,33 +28,46 @@ pub const DEFAULT_TIPC_PORT: u32 = 10;
 /// Default TCP, UDP and SCTP port.
 pub const DEFAULT_INET_PORT: u16 = 26010;
 
-/// Request codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u16)]
-pub enum RequestCode {
-    Get = 0x101,
-    Set = 0x102,
-    Del = 0x103,
-    Cas = 0x104,
-    Incr = 0x105,
-    Stats = 0x106,
-    FirstKey = 0x107,
-    NextKey = 0x108,
+/// Declares a `#[repr]` enum of wire codes with `ALL` (every variant, in
+/// order) and `$from` (a code back to its variant), so each value is
+/// written once, in the enum.
+macro_rules! wire_codes {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident: $repr:ty, from $from:ident {
+            $($(#[$vmeta:meta])* $variant:ident = $value:expr,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr($repr)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant = $value,)+
+        }
+
+        impl $name {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The variant a wire value stands for, if any.
+            pub fn $from(code: $repr) -> Option<Self> {
+                Self::ALL.iter().copied().find(|c| *c as $repr == code)
+            }
+        }
+    };
 }
 
-impl RequestCode {
-    pub fn from_u16(code: u16) -> Option<Self> {
-        Some(match code {
-            0x101 => Self::Get,
-            0x102 => Self::Set,
-            0x103 => Self::Del,
-            0x104 => Self::Cas,
-            0x105 => Self::Incr,
-            0x106 => Self::Stats,
-            0x107 => Self::FirstKey,
-            0x108 => Self::NextKey,
-            _ => return None,
-        })
+wire_codes! {
+    /// Request codes.
+    pub enum RequestCode: u16, from from_u16 {
+        Get = 0x101,
+        Set = 0x102,
+        Del = 0x103,
+        Cas = 0x104,
+        Incr = 0x105,
+        Stats = 0x106,
+        FirstKey = 0x107,
+        NextKey = 0x108,
     }
 }
 
@@ -63,66 +76,39 @@ pub const FLAGS_CACHE_ONLY: u16 = 1;
 /// Reply only once the database applied the change (SET, DEL).
 pub const FLAGS_SYNC: u16 = 2;
 
-/// Reply codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u32)]
-pub enum ReplyCode {
-    Err = 0x800,
-    CacheHit = 0x801,
-    CacheMiss = 0x802,
-    Ok = 0x803,
-    NotIn = 0x804,
-    NoMatch = 0x805,
-}
-
-impl ReplyCode {
-    pub fn from_u32(code: u32) -> Option<Self> {
-        Some(match code {
-            0x800 => Self::Err,
-            0x801 => Self::CacheHit,
-            0x802 => Self::CacheMiss,
-            0x803 => Self::Ok,
-            0x804 => Self::NotIn,
-            0x805 => Self::NoMatch,
-            _ => return None,
-        })
+wire_codes! {
+    /// Reply codes.
+    pub enum ReplyCode: u32, from from_u32 {
+        Err = 0x800,
+        CacheHit = 0x801,
+        CacheMiss = 0x802,
+        Ok = 0x803,
+        NotIn = 0x804,
+        NoMatch = 0x805,
     }
 }
 
-/// Error codes, the payload of a `REP_ERR` reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u32)]
-pub enum ErrorCode {
-    /// The version field is not [`PROTO_VER`].
-    Ver = 0x101,
-    /// The server failed sending a reply (e.g. it would not fit a datagram).
-    Send = 0x102,
-    /// Malformed request: sizes or truncation.
-    Broken = 0x103,
-    /// Unknown request code.
-    UnkReq = 0x104,
-    /// Out of memory.
-    Mem = 0x105,
-    /// The database failed, or cannot do this (e.g. iterate).
-    Db = 0x106,
-    /// The server is read-only and the request would change data.
-    ReadOnly = 0x107,
+wire_codes! {
+    /// Error codes, the payload of a `REP_ERR` reply.
+    pub enum ErrorCode: u32, from from_u32 {
+        /// The version field is not [`PROTO_VER`].
+        Ver = 0x101,
+        /// The server failed sending a reply (e.g. it would not fit a datagram).
+        Send = 0x102,
+        /// Malformed request: sizes or truncation.
+        Broken = 0x103,
+        /// Unknown request code.
+        UnkReq = 0x104,
+        /// Out of memory.
+        Mem = 0x105,
+        /// The database failed, or cannot do this (e.g. iterate).
+        Db = 0x106,
+        /// The server is read-only and the request would change data.
+        ReadOnly = 0x107,
+    }
 }
 
 impl ErrorCode {
-    pub fn from_u32(code: u32) -> Option<Self> {
-        Some(match code {
-            0x101 => Self::Ver,
-            0x102 => Self::Send,
-            0x103 => Self::Broken,
-            0x104 => Self::UnkReq,
-            0x105 => Self::Mem,
-            0x106 => Self::Db,
-            0x107 => Self::ReadOnly,
-            _ => return None,
-        })
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             Self::Ver => "ERR_VER",
@@ -133,5 +119,27 @@ impl ErrorCode {
             Self::Db => "ERR_DB",
             Self::ReadOnly => "ERR_RO",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_maps_back_to_its_variant_and_nothing_else_does() {
+        for &c in RequestCode::ALL {
+            assert_eq!(RequestCode::from_u16(c as u16), Some(c));
+        }
+        for &c in ReplyCode::ALL {
+            assert_eq!(ReplyCode::from_u32(c as u32), Some(c));
+        }
+        for &c in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_u32(c as u32), Some(c));
+        }
+        assert_eq!(RequestCode::ALL.len(), 8);
+        assert_eq!(RequestCode::from_u16(0x109), None);
+        assert_eq!(ReplyCode::from_u32(0x806), None);
+        assert_eq!(ErrorCode::from_u32(0x100), None);
     }
 }

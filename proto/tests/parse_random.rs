@@ -1,11 +1,33 @@
 //! Deterministic fuzzing of the parsers on stable Rust: valid messages with
 //! random bit flips, truncations, extensions and size fields, and pure
 //! noise. Whatever the bytes, parsing must not panic, and what it accepts
-//! must re-encode to exactly the bytes it read.
+//! must re-encode to exactly the bytes it read; TCP frames cut anywhere
+//! reassemble to exactly the messages sent.
+//!
+//! The test run is short. A long run scales every loop by
+//! `NMDB_FUZZ_SCALE` (BENCHMARKS.md records one of over 10 million cases
+//! per parser):
+//!
+//! ```sh
+//! NMDB_FUZZ_SCALE=40 cargo test --release -p nmdb-proto --test parse_random -- --nocapture
+//! ```
 
-use nmdb_proto::frame::next_frame;
+use nmdb_proto::frame::{next_frame, FrameError};
 use nmdb_proto::request::{parse, ParseError};
 use nmdb_proto::{Reply, Request, MAX_DATA_SIZE, MAX_MSG_SIZE};
+
+/// How many times longer than the quick run to fuzz (`NMDB_FUZZ_SCALE`).
+fn scale() -> usize {
+    std::env::var("NMDB_FUZZ_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Reports how many cases a fuzz loop ran (seen with --nocapture).
+fn report(what: &str, cases: usize) {
+    println!("{what}: {cases} cases");
+}
 
 /// xorshift64*: small, fast, reproducible.
 struct Rng(u64);
@@ -119,21 +141,99 @@ fn check_parse(msg: &[u8]) {
 #[test]
 fn mutated_requests_never_panic_and_accepted_ones_round_trip() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    for _ in 0..20_000 {
+    let mut cases = 0;
+    for _ in 0..20_000 * scale() {
         for mut msg in seed_messages(&mut rng) {
             check_parse(&msg);
+            cases += 1;
             for _ in 0..1 + rng.below(4) {
                 mutate(&mut rng, &mut msg);
                 check_parse(&msg);
+                cases += 1;
             }
         }
     }
+    report("request parser, mutated", cases);
+}
+
+/// Pulls every whole frame out of `buf`, as the server's reader does;
+/// returns the messages and whether the stream had to be closed.
+fn take_frames(buf: &mut Vec<u8>, out: &mut Vec<Vec<u8>>) -> bool {
+    let mut used = 0;
+    let closed = loop {
+        match next_frame(&buf[used..], MAX_MSG_SIZE) {
+            Ok(Some(total)) => {
+                assert!(total >= 12 && used + total <= buf.len());
+                out.push(buf[used + 4..used + total].to_vec());
+                used += total;
+            }
+            Ok(None) => break false,
+            Err(
+                FrameError::ShorterThanHeader(_) | FrameError::TooLong(_) | FrameError::Empty(_),
+            ) => break true,
+        }
+    };
+    buf.drain(..used);
+    closed
+}
+
+#[test]
+fn frames_cut_anywhere_reassemble_to_the_messages_sent() {
+    let mut rng = Rng(7);
+    let mut cases = 0;
+    for _ in 0..20_000 * scale() {
+        let sent = seed_messages(&mut rng);
+        let mut stream = Vec::new();
+        for m in &sent {
+            stream.extend_from_slice(&((m.len() + 4) as u32).to_be_bytes());
+            stream.extend_from_slice(m);
+        }
+        // Delivered in pieces of random sizes, as reads return them.
+        let (mut buf, mut got, mut at) = (Vec::new(), Vec::new(), 0);
+        while at < stream.len() {
+            let n = 1 + rng.below((stream.len() - at).min(300));
+            buf.extend_from_slice(&stream[at..at + n]);
+            at += n;
+            assert!(
+                !take_frames(&mut buf, &mut got),
+                "a valid stream was closed"
+            );
+            cases += 1;
+        }
+        assert!(buf.is_empty());
+        assert_eq!(got, sent);
+    }
+    report("tcp frame reassembly, valid streams cut anywhere", cases);
+}
+
+#[test]
+fn noise_streams_are_framed_within_bounds_or_closed() {
+    let mut rng = Rng(99);
+    let mut cases = 0;
+    for _ in 0..70_000 * scale() {
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            let piece = rng.bytes_up_to(40);
+            buf.extend_from_slice(&piece);
+            cases += 1;
+            if take_frames(&mut buf, &mut got) {
+                break;
+            }
+            assert!(buf.len() < MAX_MSG_SIZE);
+        }
+        for m in &got {
+            check_parse(m);
+        }
+    }
+    report("tcp frame reassembly, noise", cases);
 }
 
 #[test]
 fn noise_never_panics_any_parser() {
     let mut rng = Rng(42);
-    for _ in 0..200_000 {
+    let cases = 250_000 * scale();
+    for _ in 0..cases {
         let len = rng.below(64);
         let noise = rng.bytes(len);
         check_parse(&noise);
@@ -149,4 +249,5 @@ fn noise_never_panics_any_parser() {
             assert!((12..=noise.len()).contains(&total));
         }
     }
+    report("request, reply and frame parsers, noise", cases);
 }

@@ -20,10 +20,14 @@ _LISTEN = re.compile(r"listening on (tcp|udp) 127\.0\.0\.1:(\d+)")
 
 
 def release_dirs():
-    """Where cargo puts release builds: $CARGO_TARGET_DIR, then ./target."""
+    """Where cargo puts release builds: $CARGO_TARGET_DIR, then ./target.
+
+    Absolute, so that a relative CARGO_TARGET_DIR still names the build
+    after a test changes directory or links to it from elsewhere.
+    """
     dirs = []
     if os.environ.get("CARGO_TARGET_DIR"):
-        dirs.append(Path(os.environ["CARGO_TARGET_DIR"]) / "release")
+        dirs.append(Path(os.environ["CARGO_TARGET_DIR"]).absolute() / "release")
     dirs.append(REPO / "target" / "release")
     return dirs
 
@@ -35,7 +39,7 @@ def find_built(env, name):
     say exactly where it looked.
     """
     if os.environ.get(env):
-        path = Path(os.environ[env])
+        path = Path(os.environ[env]).absolute()
         return (path if path.is_file() else None), [f"{env}={path}"]
     tried = [str(d / name) for d in release_dirs()]
     for path in map(Path, tried):
@@ -80,7 +84,7 @@ class Server:
         deadline = time.monotonic() + _READY_TIMEOUT
         while True:
             text = self.log.read_text(errors="replace")[offset:] if self.log.exists() else ""
-            if re.search(r"\bready$", text, re.MULTILINE):
+            if re.search(r"\] ready$", text, re.MULTILINE):
                 break
             if self.process.poll() is not None:
                 raise RuntimeError(f"nmdb exited with {self.process.returncode}:\n{self._output()}")

@@ -11,7 +11,10 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-target=${CARGO_TARGET_DIR:-$top/target}
+# cargo reads a relative CARGO_TARGET_DIR from the directory it runs in.
+target=$(realpath -m "${CARGO_TARGET_DIR:-$top/target}")
+export CARGO_TARGET_DIR=$target
+cd "$top"
 cache=${NMDB_KERNEL_CACHE:-$HOME/.cache/nmdb/kernel}
 timeout_s=${NMDB_KERNEL_TIMEOUT:-900}
 
@@ -54,13 +57,12 @@ copy_libs_of() {
     done
 }
 
-# Copies a program to the same absolute path in the guest, with its
-# libraries.
+# Copies a program to the path `dest` in the guest, with its libraries.
 copy_with_libs() {
-    local f=$1
-    mkdir -p "$stage$(dirname "$f")"
+    local f=$1 dest=$2
+    mkdir -p "$stage$(dirname "$dest")"
     # Debug information is most of a RocksDB binary; the guest runs in RAM.
-    objcopy --strip-debug "$f" "$stage$f"
+    objcopy --strip-debug "$f" "$stage$dest"
     copy_libs_of "$f"
 }
 
@@ -73,8 +75,9 @@ for prog in "$here/guest_api.c" "$top/tests/c/guide_example.c"; do
 done
 cp "$here/guest-capi.sh" "$stage/guest/"
 
-# The Rust test binaries that exercise the kernel transports, as cargo
-# built them (they find nmdb by the absolute path cargo gave them).
+# The Rust test binaries that exercise the kernel transports. Every program
+# goes to a path of the guest's own (/guest/bin, /guest/tests): the host's
+# paths may be relative, or under /tmp, which the guest mounts over.
 mapfile -t tests < <(cd "$top" && cargo test --release --workspace --test kernel_transports --no-run --message-format=json 2>/dev/null \
     | python3 -c 'import json,sys
 for l in sys.stdin:
@@ -82,19 +85,24 @@ for l in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
         print(m["executable"])')
 [ ${#tests[@]} -gt 0 ] || { echo "kernel: no test binary built" >&2; exit 1; }
-copy_with_libs "$target/release/nmdb"
-copy_with_libs "$target/release/nmdb-stats"
-for t in "${tests[@]}"; do copy_with_libs "$t"; done
+for prog in "$target/release/nmdb" "$target/release/nmdb-stats"; do
+    [ -x "$prog" ] || { echo "kernel: $prog not built (run cargo build --release --workspace)" >&2; exit 1; }
+    copy_with_libs "$prog" "/guest/bin/$(basename "$prog")"
+done
+for t in "${tests[@]}"; do copy_with_libs "$t" "/guest/tests/$(basename "$t")"; done
 {
     echo '#!/bin/sh'
     echo 'set -u'
     echo 'status=0'
+    # The Rust tests start the server named here, not the host path they
+    # were built with.
+    echo 'export NMDB_BIN=/guest/bin/nmdb'
     for t in "${tests[@]}"; do
         echo "echo \"guest: running $(basename "$t")\""
-        echo "$t --include-ignored --test-threads=1 || status=1"
+        echo "/guest/tests/$(basename "$t") --include-ignored --test-threads=1 || status=1"
     done
     echo 'echo "guest: running the C API over TIPC, SCTP and all four transports"'
-    echo "/guest/guest-capi.sh $target/release/nmdb $target/release/nmdb-stats || status=1"
+    echo "/guest/guest-capi.sh /guest/bin/nmdb /guest/bin/nmdb-stats || status=1"
     echo 'exit $status'
 } > "$stage/guest/run-tests.sh"
 cp "$here/init" "$stage/init"

@@ -9,10 +9,10 @@ use std::ffi::CString;
 use std::io::{Read, Write};
 use std::net::{SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nmdb::*;
 use nmdb_proto::reply::{put_code, put_data, put_error, put_incr, put_stats};
@@ -55,6 +55,9 @@ pub enum Out {
     Send(Vec<u8>),
     /// Closes the TCP connection.
     Close,
+    /// UDP: sends these bytes from another socket (another port of the same
+    /// host), as a spoofer on the network would.
+    SendFromElsewhere(Vec<u8>),
 }
 
 /// Given a request message (no prefix) and its index among all received,
@@ -67,6 +70,8 @@ pub struct FakeServer {
     pub kind: Kind,
     pub addr: SocketAddrV4,
     received: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// TCP connections this server has closed (after `Out::Close`).
+    closed: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -83,13 +88,15 @@ impl FakeServer {
         responder: Responder,
     ) -> std::io::Result<FakeServer> {
         let received = Arc::new(Mutex::new(Vec::new()));
+        let closed = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (addr, thread) = match kind {
             Kind::Tcp => {
                 let listener = TcpListener::bind(at)?;
                 let addr = sock_v4(listener.local_addr()?);
-                let (rec, st) = (received.clone(), stop.clone());
-                let t = std::thread::spawn(move || tcp_accept_loop(listener, responder, rec, st));
+                let (rec, cl, st) = (received.clone(), closed.clone(), stop.clone());
+                let t =
+                    std::thread::spawn(move || tcp_accept_loop(listener, responder, rec, cl, st));
                 (addr, t)
             }
             Kind::Udp => {
@@ -105,6 +112,7 @@ impl FakeServer {
             kind,
             addr,
             received,
+            closed,
             stop,
             thread: Some(thread),
         })
@@ -116,6 +124,16 @@ impl FakeServer {
 
     pub fn received(&self) -> Vec<Vec<u8>> {
         self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until this server has closed `n` TCP connections in all. On
+    /// loopback the peer has the FIN once close(2) returns.
+    pub fn wait_closed(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.closed.load(Ordering::SeqCst) < n {
+            assert!(Instant::now() < deadline, "connection {n} was never closed");
+            std::thread::yield_now();
+        }
     }
 
     /// Adds this server to `db` with the matching transport.
@@ -151,6 +169,7 @@ fn tcp_accept_loop(
     listener: TcpListener,
     responder: Responder,
     received: Arc<Mutex<Vec<Vec<u8>>>>,
+    closed: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 ) {
     let mut conns = Vec::new();
@@ -160,7 +179,12 @@ fn tcp_accept_loop(
         }
         let Ok(stream) = stream else { continue };
         let (r, rec, st) = (responder.clone(), received.clone(), stop.clone());
-        conns.push(std::thread::spawn(move || tcp_conn(stream, r, rec, st)));
+        let closed = closed.clone();
+        conns.push(std::thread::spawn(move || {
+            if tcp_conn(stream, r, rec, st) {
+                closed.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
     }
     for c in conns {
         let _ = c.join();
@@ -188,26 +212,27 @@ fn read_full(stream: &mut TcpStream, buf: &mut [u8], stop: &AtomicBool) -> bool 
     true
 }
 
+/// Serves one connection; true when it ended by `Out::Close`.
 fn tcp_conn(
     mut stream: TcpStream,
     responder: Responder,
     received: Arc<Mutex<Vec<Vec<u8>>>>,
     stop: Arc<AtomicBool>,
-) {
+) -> bool {
     let _ = stream.set_read_timeout(Some(Duration::from_millis(20)));
     loop {
         let mut prefix = [0u8; 4];
         if !read_full(&mut stream, &mut prefix, &stop) {
-            return;
+            return false;
         }
         let total = u32::from_be_bytes(prefix) as usize;
         if !(12..=70_000 + 4 + 64).contains(&total) {
-            return;
+            return false;
         }
         let mut frame = prefix.to_vec();
         frame.resize(total, 0);
         if !read_full(&mut stream, &mut frame[4..], &stop) {
-            return;
+            return false;
         }
         let index = {
             let mut rec = received.lock().unwrap();
@@ -218,10 +243,14 @@ fn tcp_conn(
             match out {
                 Out::Send(bytes) => {
                     if stream.write_all(&bytes).is_err() {
-                        return;
+                        return false;
                     }
                 }
-                Out::Close => return,
+                Out::Close => {
+                    drop(stream);
+                    return true;
+                }
+                Out::SendFromElsewhere(_) => panic!("UDP only"),
             }
         }
     }
@@ -234,6 +263,7 @@ fn udp_loop(
     stop: Arc<AtomicBool>,
 ) {
     let mut buf = vec![0u8; 70_000];
+    let elsewhere = UdpSocket::bind("127.0.0.1:0").expect("second UDP socket");
     while !stop.load(Ordering::SeqCst) {
         let Ok((n, from)) = socket.recv_from(&mut buf) else {
             continue;
@@ -245,8 +275,10 @@ fn udp_loop(
             rec.len() - 1
         };
         for out in responder(&msg, index) {
-            if let Out::Send(bytes) = out {
-                let _ = socket.send_to(&bytes, from);
+            match out {
+                Out::Send(bytes) => drop(socket.send_to(&bytes, from)),
+                Out::SendFromElsewhere(bytes) => drop(elsewhere.send_to(&bytes, from)),
+                Out::Close => {}
             }
         }
     }

@@ -1,8 +1,9 @@
-//! UDP: one unconnected socket per server; requests go out with `sendto`.
-//!
-//! The socket is not `connect()`ed, as in the original: adding a server
-//! whose port is closed succeeds, and a server on a multi-homed host may
-//! answer from another of its addresses.
+//! UDP: one socket per server, `connect()`ed to it, so the kernel delivers
+//! only datagrams from the server's own address and port: another host
+//! cannot answer in its place by guessing a request id. (The original's
+//! socket took replies from anyone.) Connecting a UDP socket sends nothing,
+//! so adding a server whose port is closed still succeeds. A server must
+//! answer from the address it was sent to, as nmdb does.
 
 use std::net::{SocketAddr, SocketAddrV4};
 
@@ -16,6 +17,7 @@ pub fn open(server: SocketAddrV4) -> Result<DatagramLink<SocketTo>, Error> {
     let socket = DgramSocket::new(libc::AF_INET, libc::SOCK_DGRAM, 0)
         .and_then(|s| {
             s.bind(&SockAddr::from(SocketAddr::from(([0, 0, 0, 0], 0))))?;
+            s.connect(&SockAddr::from(SocketAddr::V4(server)))?;
             s.set_nonblocking()?;
             Ok(s)
         })

@@ -32,6 +32,11 @@ mod tests {
     use super::*;
 
     #[test]
+    fn passes_the_suite_every_backend_must_pass() {
+        super::super::conformance::run_common(&|| Box::new(NullBackend));
+    }
+
+    #[test]
     fn writes_are_accepted_and_forgotten() {
         let b = NullBackend;
         b.write(

@@ -26,6 +26,11 @@ impl RocksBackend {
         );
         // Concurrent writers from several queue workers share one WAL write.
         opts.set_enable_pipelined_write(true);
+        // Created here, so that a path that cannot be a directory is
+        // reported in words (RocksDB's own message is a debug dump).
+        std::fs::create_dir_all(path).map_err(|e| {
+            BackendError::Engine(format!("cannot create directory {}: {e}", path.display()))
+        })?;
         let db = DB::open(&opts, path).map_err(|e| {
             BackendError::Engine(format!("opening {}: {}", path.display(), e.into_string()))
         })?;
@@ -124,11 +129,18 @@ mod tests {
     }
 
     #[test]
-    fn opening_a_file_instead_of_a_directory_is_an_error_with_the_path() {
+    fn opening_a_file_instead_of_a_directory_is_an_error_with_the_path_in_words() {
         let file = temp_dir("file");
         std::fs::write(&file, b"not a database").unwrap();
-        let err = RocksBackend::open(&file).err().expect("must fail");
-        assert!(err.to_string().contains(&file.display().to_string()));
+        // The file itself, and a directory under it.
+        for path in [file.clone(), file.join("db")] {
+            let err = RocksBackend::open(&path)
+                .err()
+                .expect("must fail")
+                .to_string();
+            assert!(err.contains(&path.display().to_string()), "{err}");
+            assert!(!err.contains("Os {") && !err.contains("kind:"), "{err}");
+        }
         std::fs::remove_file(&file).unwrap();
     }
 }

@@ -2,9 +2,10 @@
 //! one message is one request, and the answer goes back to the sender's
 //! address.
 //!
-//! Several threads run the loop on the same socket, so one slow request
-//! (a database read) does not hold up the next message. Sockets have a
-//! receive timeout so the threads notice shutdown.
+//! Several threads run the loop on the same socket (see
+//! [`Kind::receive_threads`]). Sockets have a receive timeout so the
+//! threads notice shutdown. A message longer than the protocol allows is
+//! counted as a broken request and dropped whole, never parsed cut short.
 
 use crate::engine::{Engine, Link};
 use crate::reply::{DatagramSend, PeerAddr, ReplyShape, ReplyTo};
@@ -44,6 +45,23 @@ impl Kind {
         }
     }
 
+    /// Whether messages carry end-of-record marks (SCTP): a message
+    /// longer than the buffer then arrives in pieces.
+    fn has_record_marks(self) -> bool {
+        self == Kind::Sctp
+    }
+
+    /// Receive threads for one socket. One for SCTP, whose pieces of an
+    /// over-long message must reach the thread that skips them; the others
+    /// take two, so one slow request does not hold up the next message.
+    pub fn receive_threads(self) -> usize {
+        if self.has_record_marks() {
+            1
+        } else {
+            2
+        }
+    }
+
     /// Largest reply that fits one message of this transport.
     fn max_reply(self) -> usize {
         match self {
@@ -69,7 +87,9 @@ impl Datagram {
 
 impl DatagramSend for Datagram {
     fn send_to(&self, msg: &[u8], peer: &PeerAddr) -> io::Result<()> {
-        self.socket.send_to(msg, peer).map(drop)
+        self.socket
+            .send_from(msg, &peer.addr, peer.via.as_ref())
+            .map(drop)
     }
 
     fn shape(&self) -> ReplyShape {
@@ -90,6 +110,10 @@ impl Link for DatagramLink<'_> {
         self.socket.shape()
     }
 
+    fn pauses_when_queue_full(&self) -> bool {
+        false
+    }
+
     fn defer(&mut self) -> ReplyTo {
         ReplyTo::Datagram {
             socket: self.socket.clone(),
@@ -99,13 +123,18 @@ impl Link for DatagramLink<'_> {
 }
 
 fn receive_loop(socket: Arc<Datagram>, engine: Arc<Engine>, stop: Arc<AtomicBool>) {
-    // One byte more than the largest message, so nothing is cut silently.
+    // One byte more than the largest message: a longer one is flagged
+    // incomplete by the kernel and dropped as broken, never parsed cut.
     let mut buf = vec![0u8; nmdb_proto::MAX_MSG_SIZE + 1];
     let mut out = Vec::with_capacity(64 * 1024);
     let name = socket.kind.name();
+    let record_marks = socket.kind.has_record_marks();
+    // Inside an over-long SCTP message, whose pieces keep coming until its
+    // end-of-record mark.
+    let mut skipping_rest = false;
     while !stop.load(Ordering::Relaxed) {
-        let (len, peer) = match socket.socket.recv_from(&mut buf) {
-            Ok(r) => r,
+        let msg = match socket.socket.recv_message(&mut buf, record_marks) {
+            Ok(m) => m,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -123,6 +152,22 @@ fn receive_loop(socket: Arc<Datagram>, engine: Arc<Engine>, stop: Arc<AtomicBool
                 continue;
             }
         };
+        if skipping_rest {
+            skipping_rest = !msg.complete;
+            continue;
+        }
+        let len = msg.len;
+        let peer = PeerAddr {
+            addr: msg.from,
+            via: msg.to,
+        };
+        if !msg.complete {
+            engine.stats.inc(socket.kind.counter());
+            engine.stats.inc(Counter::NetBrokenReq);
+            log::debug!("{name}: dropped a message from {peer:?} longer than the protocol allows");
+            skipping_rest = record_marks;
+            continue;
+        }
         if len >= REQUEST_HEADER_LEN {
             engine.stats.inc(socket.kind.counter());
         }
@@ -140,14 +185,13 @@ fn receive_loop(socket: Arc<Datagram>, engine: Arc<Engine>, stop: Arc<AtomicBool
     }
 }
 
-/// Starts `threads` receive loops on `socket`.
+/// Starts the receive loops of `socket`.
 pub fn spawn(
     socket: Arc<Datagram>,
     engine: Arc<Engine>,
     stop: Arc<AtomicBool>,
-    threads: usize,
 ) -> io::Result<Vec<JoinHandle<()>>> {
-    (0..threads.max(1))
+    (0..socket.kind.receive_threads())
         .map(|i| {
             let (socket, engine, stop) = (socket.clone(), engine.clone(), stop.clone());
             std::thread::Builder::new()

@@ -6,33 +6,108 @@
 //! the database queue arrive on a channel drained by a writer task; both
 //! write under the connection's write lock, so frames never interleave.
 //!
-//! Bounds: at most [`MAX_IN_FLIGHT`] requests of a connection wait in the
-//! database queue; past that the reader stops reading until answers are
-//! written. A client that does not read its answers therefore only stalls
-//! itself. A frame whose length cannot be trusted closes that connection.
+//! Bounds, so that a client that floods or never reads only stalls itself:
+//! - replies: the immediate answers are written out whenever they pass
+//!   [`REPLY_FLUSH_BYTES`], and at most [`MAX_IN_FLIGHT`] requests wait
+//!   for the database; the reader stops reading while either write waits
+//!   for the client. A connection's unsent replies therefore stay under
+//!   `REPLY_FLUSH_BYTES` + `MAX_IN_FLIGHT` largest replies (about 2.3 MiB).
+//! - the database queue: when it is over its byte budget, the connection
+//!   that queues more stops reading until the queue drains; no other
+//!   connection waits, and no cache stripe is held meanwhile.
+//! - connections: at most [`Limits::max_connections`]; new ones beyond it
+//!   are closed at once. An idle timeout, when set, closes connections
+//!   that sent nothing and await nothing for that long.
+//!
+//! A frame whose length cannot be trusted closes that connection.
 
 use crate::engine::{Disposition, Engine, Link};
 use crate::reply::{ReplyShape, ReplyTo, StreamReply, STREAM_SHAPE};
+use crate::throttle::EverySecond;
 use nmdb_proto::frame::{next_frame, FrameError};
 use nmdb_proto::{Counter, MAX_MSG_SIZE, TCP_PREFIX_LEN};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, Mutex, OwnedSemaphorePermit, Semaphore};
 
 /// Requests of one connection that may wait for the database at once.
-pub const MAX_IN_FLIGHT: usize = 256;
+pub const MAX_IN_FLIGHT: usize = 32;
+/// Immediate answers buffered before they are written, mid-read.
+pub const REPLY_FLUSH_BYTES: usize = 256 * 1024;
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// Connection limits, shared by the accept loop and its connections.
+#[derive(Debug, Default)]
+pub struct Limits {
+    pub max_connections: usize,
+    /// Close connections idle this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Connections open now.
+    pub open: AtomicUsize,
+    /// Connections closed at once because `max_connections` were open.
+    pub refused: AtomicU64,
+    refused_log: EverySecond,
+}
+
+impl Limits {
+    pub fn new(max_connections: usize, idle_timeout: Option<Duration>) -> Self {
+        Limits {
+            max_connections,
+            idle_timeout,
+            ..Limits::default()
+        }
+    }
+}
+
+/// Counts a connection open for as long as it lives.
+struct OpenConnection(Arc<Limits>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Binds a listening TCP socket with the server backlog
+/// ([`nmdb_net::listen_backlog`]); call within the runtime.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(nmdb_net::listen_backlog() as u32)
+}
+
 /// Accepts connections until the task is dropped.
-pub async fn serve(listener: TcpListener, engine: Arc<Engine>) {
+pub async fn serve(listener: TcpListener, engine: Arc<Engine>, limits: Arc<Limits>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                if limits.open.load(Ordering::Relaxed) >= limits.max_connections {
+                    limits.refused.fetch_add(1, Ordering::Relaxed);
+                    if limits.refused_log.ready() {
+                        log::warn!(
+                            "{} tcp connections open, the most allowed: closing new ones \
+                             (from {peer} and others)",
+                            limits.max_connections
+                        );
+                    }
+                    drop(stream);
+                    continue;
+                }
+                limits.open.fetch_add(1, Ordering::Relaxed);
+                let open = OpenConnection(limits.clone());
                 log::debug!("tcp connection from {peer}");
-                tokio::spawn(serve_connection(stream, engine.clone()));
+                tokio::spawn(serve_connection(stream, engine.clone(), open));
             }
             Err(e) => {
                 // Out of descriptors and the like: back off instead of
@@ -52,6 +127,10 @@ struct TcpLink<'a> {
 impl Link for TcpLink<'_> {
     fn shape(&self) -> ReplyShape {
         STREAM_SHAPE
+    }
+
+    fn pauses_when_queue_full(&self) -> bool {
+        true
     }
 
     fn defer(&mut self) -> ReplyTo {
@@ -88,8 +167,39 @@ async fn write_deferred(writer: Writer, mut rx: mpsc::UnboundedReceiver<StreamRe
     }
 }
 
-async fn serve_connection(stream: TcpStream, engine: Arc<Engine>) {
+/// Reads more of the connection into `inbuf`; false at end of stream, on
+/// error, or when the idle timeout passed with nothing in flight. `slots`
+/// are the connection's in-flight slots, `reserved` of them held for the
+/// next request rather than by one waiting for the database.
+async fn read_more(
+    reader: &mut OwnedReadHalf,
+    inbuf: &mut Vec<u8>,
+    idle: Option<Duration>,
+    slots: &Semaphore,
+    reserved: usize,
+) -> bool {
+    if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
+        inbuf.reserve(READ_CHUNK);
+    }
+    let Some(idle) = idle else {
+        return matches!(reader.read_buf(inbuf).await, Ok(n) if n > 0);
+    };
+    loop {
+        match tokio::time::timeout(idle, reader.read_buf(inbuf)).await {
+            Ok(read) => return matches!(read, Ok(n) if n > 0),
+            // Waiting for the database is not idleness.
+            Err(_) if slots.available_permits() + reserved < MAX_IN_FLIGHT => continue,
+            Err(_) => {
+                log::debug!("closing tcp connection idle for {idle:?}");
+                return false;
+            }
+        }
+    }
+}
+
+async fn serve_connection(stream: TcpStream, engine: Arc<Engine>, open: OpenConnection) {
     let _ = stream.set_nodelay(true);
+    let idle = open.0.idle_timeout;
     let (mut reader, writer) = stream.into_split();
     let writer: Writer = Arc::new(Mutex::new(writer));
     let (tx, rx) = mpsc::unbounded_channel();
@@ -100,12 +210,16 @@ async fn serve_connection(stream: TcpStream, engine: Arc<Engine>) {
     let mut out: Vec<u8> = Vec::new();
 
     'conn: loop {
-        if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
-            inbuf.reserve(READ_CHUNK);
-        }
-        match reader.read_buf(&mut inbuf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        if !read_more(
+            &mut reader,
+            &mut inbuf,
+            idle,
+            &slots,
+            slot.is_some() as usize,
+        )
+        .await
+        {
+            break;
         }
         let mut used = 0;
         let mut close = false;
@@ -151,6 +265,19 @@ async fn serve_connection(stream: TcpStream, engine: Arc<Engine>) {
                 close = true;
                 break;
             }
+            // Replies past the threshold go out before more requests are
+            // taken: a client that does not read stalls here, on its own.
+            if out.len() >= REPLY_FLUSH_BYTES && flush(&writer, &mut out).await.is_err() {
+                break 'conn;
+            }
+            // The database queue is over budget: this client waits for it
+            // to drain (its answers so far are sent first).
+            if engine.db.budget().is_spent() {
+                if flush(&writer, &mut out).await.is_err() {
+                    break 'conn;
+                }
+                engine.db.budget().wait_for_room().await;
+            }
         }
         inbuf.drain(..used);
         if flush(&writer, &mut out).await.is_err() || close {
@@ -162,6 +289,7 @@ async fn serve_connection(stream: TcpStream, engine: Arc<Engine>) {
     // them; the writer ends when the last one is sent or the socket fails.
     let _ = deferred.await;
     let _ = writer.lock().await.shutdown().await;
+    drop(open);
 }
 
 async fn flush(writer: &Writer, out: &mut Vec<u8>) -> std::io::Result<()> {

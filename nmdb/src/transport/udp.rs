@@ -14,6 +14,12 @@ pub fn bind(addr: SocketAddr) -> io::Result<(Datagram, SocketAddr)> {
     };
     let socket = DgramSocket::new(family, libc::SOCK_DGRAM, 0)?;
     socket.bind(&SockAddr::from(addr))?;
+    if addr.ip().is_unspecified() {
+        // Answer from the address each request was sent to, not the one
+        // the route back picks: clients accept replies only from the
+        // address they wrote to.
+        socket.enable_packet_info(addr.is_ipv6())?;
+    }
     let local = socket.local_addr()?.as_inet().unwrap_or(addr);
     Ok((Datagram::new(socket, Kind::Udp)?, local))
 }

@@ -43,9 +43,13 @@ impl Drop for TempDir {
     }
 }
 
-/// The server binary cargo built (this module is also used by the root
-/// package's tests, which find it beside their own executable).
+/// The server binary: `$NMDB_BIN` when set (the kernel guest puts it at a
+/// path of its own), else the one cargo built (this module is also used by
+/// the root package's tests, which find it beside their own executable).
 pub fn nmdb_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("NMDB_BIN") {
+        return PathBuf::from(path);
+    }
     match option_env!("CARGO_BIN_EXE_nmdb") {
         Some(path) => PathBuf::from(path),
         None => release_dir().join("nmdb"),
@@ -59,6 +63,15 @@ pub fn release_dir() -> PathBuf {
         .and_then(Path::parent)
         .expect("target/<profile>/deps/<test>")
         .to_path_buf()
+}
+
+/// The message of a log line: what follows the `[time LEVEL module] `
+/// prefix.
+pub fn log_message(line: &str) -> &str {
+    match line.find("] ") {
+        Some(i) if line.starts_with('[') => line[i + 2..].trim_end(),
+        _ => line.trim_end(),
+    }
 }
 
 /// A running server process.
@@ -93,9 +106,14 @@ impl TestServer {
     /// Like `start_with`, running the server binary at `bin`.
     pub fn start_bin(bin: &Path, db: &Path, log: &Path, extra: &[&str]) -> TestServer {
         let _ = std::fs::remove_file(log);
+        // The loopback defaults, less the options `extra` sets itself.
+        let loopback = LOOPBACK
+            .chunks(2)
+            .filter(|pair| !extra.contains(&pair[0]))
+            .flatten();
         let child = Command::new(bin)
             .arg("-f")
-            .args(LOOPBACK)
+            .args(loopback)
             .arg("-d")
             .arg(db)
             .arg("-o")
@@ -138,25 +156,58 @@ impl TestServer {
         self.child.as_ref().expect("running").id() as i32
     }
 
+    /// A memory figure of the process from /proc, in bytes (`VmRSS`,
+    /// `VmHWM` for the peak).
+    pub fn memory(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(&format!("{field}:")))
+            .unwrap_or_else(|| panic!("no {field} in /proc/PID/status"));
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    }
+
+    /// One STATS counter, read over a new TCP connection.
+    pub fn counter(&self, which: nmdb_proto::Counter) -> u64 {
+        let mut c = self.tcp_client();
+        let reply = c.call(&msg(Request::Stats, 1, 0));
+        let at = 8 + 4 + which as usize * 8;
+        u64::from_be_bytes(reply[at..at + 8].try_into().unwrap())
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Waits until `needle` appears `count` times in the log; returns it.
-    pub fn wait_for_log(&mut self, needle: &str, count: usize) -> String {
+    /// Waits until the log holds `count` lines whose message is exactly
+    /// `message` (a whole message: "ready" does not match "address already
+    /// in use"); returns the log.
+    pub fn wait_for_log(&mut self, message: &str, count: usize) -> String {
+        self.wait_for_lines(message, count, |m| m == message)
+    }
+
+    /// Like `wait_for_log`, for messages that start with `prefix`.
+    pub fn wait_for_log_prefix(&mut self, prefix: &str, count: usize) -> String {
+        self.wait_for_lines(prefix, count, |m| m.starts_with(prefix))
+    }
+
+    fn wait_for_lines(
+        &mut self,
+        what: &str,
+        count: usize,
+        wanted: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let text = self.log_text();
-            if text.matches(needle).count() >= count {
+            if text.lines().filter(|l| wanted(log_message(l))).count() >= count {
                 return text;
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("nmdb exited ({status}) before logging '{needle}':\n{text}");
+                panic!("nmdb exited ({status}) before logging '{what}':\n{text}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "no '{needle}' in the log:\n{text}"
-            );
+            assert!(Instant::now() < deadline, "no '{what}' in the log:\n{text}");
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -239,7 +290,12 @@ pub struct TcpClient {
 
 impl TcpClient {
     pub fn connect(addr: SocketAddr) -> TcpClient {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Self::from_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// Reads replies from a connection made elsewhere (e.g. a clone of
+    /// another client's stream).
+    pub fn from_stream(stream: TcpStream) -> TcpClient {
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
         stream.set_nodelay(true).unwrap();
         TcpClient {

@@ -1,0 +1,310 @@
+//! Heavy and hostile load against the real server: clients that never read,
+//! write floods, connection bursts, connection limits and idle timeouts.
+//! Each test bounds its own traffic; none asserts on timing: they check
+//! memory, what was answered, and what was kept.
+
+mod support;
+
+use nmdb_proto::{Counter, Reply, ReplyCode, Request, FLAGS_CACHE_ONLY};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+
+const MIB: u64 = 1 << 20;
+
+fn code(reply: &[u8]) -> ReplyCode {
+    Reply::parse(reply).unwrap().reply_code().unwrap()
+}
+
+fn framed(msg: &[u8]) -> Vec<u8> {
+    let mut f = ((msg.len() + 4) as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(msg);
+    f
+}
+
+/// Calls `read` until two readings taken `gap` apart agree.
+fn settled(gap: Duration, mut read: impl FnMut() -> u64) -> u64 {
+    let mut last = read();
+    loop {
+        std::thread::sleep(gap);
+        let now = read();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// Writes `bytes` without reading anything back; stops early once the
+/// server stops reading (a write blocks for `patience`).
+fn write_without_reading(addr: SocketAddr, bytes: &[u8], patience: Duration) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_write_timeout(Some(patience)).unwrap();
+    for chunk in bytes.chunks(16 * 1024) {
+        match s.write_all(chunk) {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+    s
+}
+
+#[test]
+fn clients_that_never_read_their_replies_hold_bounded_memory_and_stall_nobody() {
+    let dir = TempDir::new("no-read");
+    let server = TestServer::start(&dir, &["--no-udp"]);
+    let value = vec![0x6b; 60_000];
+    let mut good = server.tcp_client();
+    let set = msg(
+        Request::Set {
+            key: b"big",
+            value: &value,
+        },
+        1,
+        FLAGS_CACHE_ONLY,
+    );
+    assert_eq!(code(&good.call(&set)), ReplyCode::Ok);
+    let rss_before = server.memory("VmRSS");
+
+    // Each asks for 1100 copies of the value (66 MB of replies) and reads
+    // none: a server that answered into memory would hold them all.
+    let get = framed(&msg(Request::Get { key: b"big" }, 2, FLAGS_CACHE_ONLY));
+    let requests: Vec<u8> = get.iter().copied().cycle().take(get.len() * 1100).collect();
+    let hogs: Vec<TcpStream> = (0..4)
+        .map(|_| write_without_reading(server.tcp, &requests, Duration::from_millis(500)))
+        .collect();
+
+    // Meanwhile a well-behaved client is served as usual.
+    for i in 0..200u32 {
+        let reply = good.call(&msg(Request::Get { key: b"big" }, i, FLAGS_CACHE_ONLY));
+        assert_eq!(Reply::parse(&reply).unwrap().data().unwrap(), &value[..]);
+    }
+    // Once the server has taken all it will take from them (the probe's
+    // STATS request counts no GET):
+    settled(Duration::from_millis(200), || {
+        server.counter(Counter::CacheGet)
+    });
+    let grown = server.memory("VmHWM").saturating_sub(rss_before);
+    assert!(
+        grown <= 64 * MIB,
+        "4 non-reading clients grew the server by {} MiB",
+        grown / MIB
+    );
+    drop(hogs);
+    server.stop();
+}
+
+#[test]
+fn a_write_flood_is_held_to_the_queue_budget_and_every_acknowledged_write_is_kept() {
+    let dir = TempDir::new("flood");
+    // The defaults: a 64 MiB queue budget.
+    let server = TestServer::start(&dir, &["--no-udp"]);
+    let rss_before = server.memory("VmRSS");
+    const CLIENTS: u32 = 8;
+    const SETS: u32 = 1000;
+    // Few keys, rewritten over and over: the cache holds 8 * 20 values;
+    // the 480 MB written pass through the database queue.
+    const KEYS: u32 = 20;
+    let value = |c: u32, i: u32| vec![(c * 31 + i) as u8; 60_000];
+    let key = |c: u32, i: u32| format!("flood-{c}-{}", i % KEYS);
+
+    let done = Arc::new(AtomicBool::new(false));
+    // A cache-only client on other keys is answered throughout.
+    let bystander = {
+        let (done, addr) = (done.clone(), server.tcp);
+        std::thread::spawn(move || {
+            let mut c = TcpClient::connect(addr);
+            let mut answered = 0u32;
+            while !done.load(Ordering::Relaxed) {
+                let m = msg(
+                    Request::Set {
+                        key: b"other",
+                        value: b"v",
+                    },
+                    answered,
+                    FLAGS_CACHE_ONLY,
+                );
+                assert_eq!(code(&c.call(&m)), ReplyCode::Ok);
+                answered += 1;
+            }
+            answered
+        })
+    };
+    let flooders: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let addr = server.tcp;
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                let mut replies = TcpClient::from_stream(stream.try_clone().unwrap());
+                let reader = std::thread::spawn(move || {
+                    (0..SETS)
+                        .filter(|_| code(&replies.recv()) == ReplyCode::Ok)
+                        .count()
+                });
+                for i in 0..SETS {
+                    let set = msg(
+                        Request::Set {
+                            key: key(c, i).as_bytes(),
+                            value: &value(c, i),
+                        },
+                        i,
+                        0,
+                    );
+                    stream.write_all(&framed(&set)).unwrap();
+                }
+                reader.join().unwrap()
+            })
+        })
+        .collect();
+    for f in flooders {
+        assert_eq!(f.join().unwrap(), SETS as usize, "every SET acknowledged");
+    }
+    done.store(true, Ordering::Relaxed);
+    assert!(bystander.join().unwrap() > 0);
+
+    let grown = server.memory("VmHWM").saturating_sub(rss_before);
+    // Without a bound the queue alone holds hundreds of MB here; with it:
+    // the 64 MiB budget, RocksDB's memtables (two of 64 MiB) and batches.
+    assert!(
+        grown <= 256 * MIB,
+        "the flood grew the server by {} MiB",
+        grown / MIB
+    );
+    // Every key holds its last acknowledged value, in the database itself.
+    let log = dir.path().join("log2");
+    let db = server.db.clone();
+    server.stop();
+    let server = TestServer::start_on(&db, &log, &["--no-udp"]);
+    let mut c = server.tcp_client();
+    for cl in 0..CLIENTS {
+        for last in SETS - KEYS..SETS {
+            let reply = c.call(&msg(
+                Request::Get {
+                    key: key(cl, last).as_bytes(),
+                },
+                last,
+                0,
+            ));
+            assert_eq!(
+                Reply::parse(&reply).unwrap().data().unwrap(),
+                &value(cl, last)[..],
+                "{}",
+                key(cl, last)
+            );
+        }
+    }
+    server.stop();
+}
+
+#[test]
+fn the_listen_backlog_takes_a_burst_of_connections() {
+    let dir = TempDir::new("backlog");
+    let server = TestServer::start(&dir, &["--no-udp"]);
+    let ss = std::process::Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{}", server.tcp.port())])
+        .output()
+        .expect("ss (iproute2) reads the listen backlog");
+    let line = String::from_utf8(ss.stdout).unwrap();
+    // State, Recv-Q, then Send-Q: the backlog of a listening socket.
+    let backlog: u32 = line.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(backlog >= 1024, "backlog {backlog}: {line}");
+
+    // 3000 connections at once from 6 threads, each then served.
+    let threads: Vec<_> = (0..6)
+        .map(|_| {
+            let addr = server.tcp;
+            std::thread::spawn(move || {
+                let conns: Vec<TcpClient> = (0..500).map(|_| TcpClient::connect(addr)).collect();
+                conns
+            })
+        })
+        .collect();
+    let mut conns: Vec<TcpClient> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    for (i, c) in conns.iter_mut().enumerate() {
+        let m = msg(Request::Get { key: b"k" }, i as u32, FLAGS_CACHE_ONLY);
+        assert_eq!(code(&c.call(&m)), ReplyCode::CacheMiss);
+    }
+    drop(conns);
+    server.stop();
+}
+
+/// True once the server closed `s` (end of stream or reset).
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    matches!(s.read(&mut [0u8; 64]), Ok(0) | Err(_))
+}
+
+#[test]
+fn connections_beyond_the_limit_are_closed_and_logged() {
+    let dir = TempDir::new("maxconn");
+    let mut server = TestServer::start(&dir, &["--no-udp", "--max-connections", "3"]);
+    let mut held: Vec<TcpClient> = (0..3).map(|_| server.tcp_client()).collect();
+    for c in &mut held {
+        assert_eq!(
+            code(&c.call(&msg(Request::Get { key: b"k" }, 1, FLAGS_CACHE_ONLY))),
+            ReplyCode::CacheMiss
+        );
+    }
+    let mut fourth = TcpStream::connect(server.tcp).unwrap();
+    assert!(
+        closed_by_server(&mut fourth),
+        "the fourth connection is closed"
+    );
+    server.wait_for_log_prefix("3 tcp connections open, the most allowed", 1);
+
+    // A freed place is taken again.
+    held.pop().unwrap().shutdown();
+    let mut again = None;
+    for _ in 0..1000 {
+        let mut s = TcpStream::connect(server.tcp).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        s.write_all(&framed(&msg(
+            Request::Get { key: b"k" },
+            1,
+            FLAGS_CACHE_ONLY,
+        )))
+        .unwrap();
+        let mut reply = [0u8; 12];
+        if s.read_exact(&mut reply).is_ok() {
+            again = Some(reply);
+            break;
+        }
+        // Still counted open: the server closes its side asynchronously.
+        std::thread::yield_now();
+    }
+    assert!(again.is_some(), "a connection is accepted once one closed");
+    server.stop();
+}
+
+#[test]
+fn idle_connections_are_closed_after_the_idle_timeout() {
+    let dir = TempDir::new("idle");
+    let server = TestServer::start(&dir, &["--no-udp", "--idle-timeout", "1"]);
+    let mut c = server.tcp_client();
+    assert_eq!(
+        code(&c.call(&msg(Request::Get { key: b"k" }, 1, FLAGS_CACHE_ONLY))),
+        ReplyCode::CacheMiss
+    );
+    assert!(c.closed(), "the server closes an idle connection");
+    // Without the option, nothing is closed for being idle.
+    let dir = TempDir::new("not-idle");
+    let patient = TestServer::start(&dir, &["--no-udp"]);
+    let mut c = patient.tcp_client();
+    assert!(
+        c.quiet_for(Duration::from_millis(1500)),
+        "no close, no bytes"
+    );
+    assert_eq!(
+        code(&c.call(&msg(Request::Get { key: b"k" }, 2, FLAGS_CACHE_ONLY))),
+        ReplyCode::CacheMiss
+    );
+    server.stop();
+    patient.stop();
+}
