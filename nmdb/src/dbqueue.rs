@@ -186,7 +186,10 @@ impl DbQueue {
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("nmdb-db-{i}"))
-                    .spawn(move || worker.run())?,
+                    .spawn(move || {
+                        yield_cpu_to_network_threads();
+                        worker.run()
+                    })?,
             );
             queues.push(queue);
         }
@@ -245,6 +248,27 @@ impl DbQueue {
                 log::error!("a database worker panicked");
             }
         }
+    }
+}
+
+/// Niceness of the database workers, above the network threads'.
+const WORKER_NICENESS: libc::c_int = 5;
+
+/// Lowers the calling thread's CPU priority. Database work is throughput
+/// work; under a write flood, cache requests (and the network threads that
+/// serve them) must not wait behind it for a CPU.
+fn yield_cpu_to_network_threads() {
+    // SAFETY: gettid and setpriority take plain integers; on Linux a
+    // thread's own id selects that thread alone.
+    let ok = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, WORKER_NICENESS) == 0
+    };
+    if !ok {
+        log::debug!(
+            "database worker keeps its CPU priority: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 

@@ -26,6 +26,8 @@ pub trait Link {
     /// queue is over budget (streams). Those that cannot (datagrams) have
     /// requests for the database refused instead, past a higher mark.
     fn pauses_when_queue_full(&self) -> bool;
+    /// Told when this request put work on the database queue.
+    fn queued_for_db(&mut self);
 }
 
 /// What the transport should do after a message.
@@ -111,7 +113,10 @@ impl Engine {
 
     /// Queues database work. Callers hold the key's cache stripe, so the
     /// queue sees the key's writes in the order the cache did.
-    fn submit(&self, op: DbOp, id: u32, reply: Option<ReplyTo>) {
+    /// `answer_later`: the queue answers (else it was answered already).
+    fn submit(&self, op: DbOp, id: u32, link: &mut dyn Link, answer_later: bool) {
+        let reply = answer_later.then(|| link.defer());
+        link.queued_for_db();
         self.db.submit(Job { op, id, reply });
     }
 
@@ -179,7 +184,7 @@ impl Engine {
                             old: old.to_vec(),
                             new: new.to_vec(),
                         };
-                        self.submit(op, id, Some(link.defer()));
+                        self.submit(op, id, link, true);
                     }
                 }
             }
@@ -195,7 +200,7 @@ impl Engine {
                             key: key.to_vec(),
                             delta,
                         };
-                        self.submit(op, id, Some(link.defer()));
+                        self.submit(op, id, link, true);
                     }
                 }
             }
@@ -236,9 +241,9 @@ impl Engine {
     /// written, an asynchronous one at once.
     fn submit_write(&self, op: DbOp, id: u32, sync: bool, link: &mut dyn Link, out: &mut Out<'_>) {
         if sync {
-            self.submit(op, id, Some(link.defer()));
+            self.submit(op, id, link, true);
         } else {
-            self.submit(op, id, None);
+            self.submit(op, id, link, false);
             out.code(id, ReplyCode::Ok);
         }
     }
@@ -261,6 +266,6 @@ impl Engine {
             key: key.to_vec(),
             fill: self.cache_fill.then(|| slot.ticket()),
         };
-        self.submit(op, id, Some(link.defer()));
+        self.submit(op, id, link, true);
     }
 }

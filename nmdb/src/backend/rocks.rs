@@ -26,6 +26,10 @@ impl RocksBackend {
         );
         // Concurrent writers from several queue workers share one WAL write.
         opts.set_enable_pipelined_write(true);
+        // Flushes and compactions yield the CPU to request handling.
+        let mut env = rocksdb::Env::new().map_err(engine)?;
+        env.lower_thread_pool_cpu_priority();
+        opts.set_env(&env);
         // Created here, so that a path that cannot be a directory is
         // reported in words (RocksDB's own message is a debug dump).
         std::fs::create_dir_all(path).map_err(|e| {

@@ -114,6 +114,8 @@ impl Link for DatagramLink<'_> {
         false
     }
 
+    fn queued_for_db(&mut self) {}
+
     fn defer(&mut self) -> ReplyTo {
         ReplyTo::Datagram {
             socket: self.socket.clone(),

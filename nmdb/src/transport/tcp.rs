@@ -122,6 +122,8 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>, limits: Arc<Limit
 struct TcpLink<'a> {
     tx: &'a mpsc::UnboundedSender<StreamReply>,
     slot: &'a mut Option<OwnedSemaphorePermit>,
+    /// The request put work on the database queue.
+    queued: bool,
 }
 
 impl Link for TcpLink<'_> {
@@ -131,6 +133,10 @@ impl Link for TcpLink<'_> {
 
     fn pauses_when_queue_full(&self) -> bool {
         true
+    }
+
+    fn queued_for_db(&mut self) {
+        self.queued = true;
     }
 
     fn defer(&mut self) -> ReplyTo {
@@ -258,8 +264,10 @@ async fn serve_connection(stream: TcpStream, engine: Arc<Engine>, open: OpenConn
             let mut link = TcpLink {
                 tx: &tx,
                 slot: &mut slot,
+                queued: false,
             };
             let disposition = engine.handle(msg, &mut link, &mut out);
+            let queued = link.queued;
             used += total;
             if disposition == Disposition::Close {
                 close = true;
@@ -270,9 +278,10 @@ async fn serve_connection(stream: TcpStream, engine: Arc<Engine>, open: OpenConn
             if out.len() >= REPLY_FLUSH_BYTES && flush(&writer, &mut out).await.is_err() {
                 break 'conn;
             }
-            // The database queue is over budget: this client waits for it
-            // to drain (its answers so far are sent first).
-            if engine.db.budget().is_spent() {
+            // This client added to a database queue over budget: it waits
+            // for the queue to drain (its answers so far are sent first).
+            // Clients that queue nothing go on.
+            if queued && engine.db.budget().is_spent() {
                 if flush(&writer, &mut out).await.is_err() {
                     break 'conn;
                 }

@@ -1,0 +1,337 @@
+//! Overload benchmark: what hostile or heavy clients cost a running server
+//! and the clients beside them. Prints, for one server binary:
+//!
+//! 1. 8 TCP clients pipelining GETs of a 60 KB value without reading the
+//!    replies, for `--seconds`; a well-behaved client's GET latency beside
+//!    them; the server's peak memory growth.
+//! 2. 8 TCP clients flooding normal SETs of 60 KB values (20 keys each),
+//!    reading their replies, for 1.5 x `--seconds`: SETs acknowledged and
+//!    written per second, memory growth; once alone, once with a
+//!    cache-only client beside them, whose latency is reported.
+//! 3. 5000 TCP connections opened at once from 8 threads: the time until
+//!    every one has been answered.
+//!
+//! Usage: nmdb-overload [--nmdb PATH] [--seconds N]
+//! Run it for two binaries (e.g. a release before and after a change) to
+//! compare; BENCHMARKS.md records such a run.
+
+use nmdb_proto::frame::next_frame;
+use nmdb_proto::{Request, FLAGS_CACHE_ONLY, MAX_MSG_SIZE};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn framed(req: Request<'_>, id: u32, flags: u16) -> Vec<u8> {
+    let mut m = Vec::new();
+    req.encode(id, flags, &mut m);
+    let mut f = ((m.len() + 4) as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(&m);
+    f
+}
+
+/// Reads one whole reply frame.
+fn read_frame(s: &mut TcpStream, buf: &mut Vec<u8>) {
+    loop {
+        if let Some(n) = next_frame(buf, MAX_MSG_SIZE).expect("valid frame") {
+            buf.drain(..n);
+            return;
+        }
+        let mut chunk = [0u8; 65536];
+        let n = s.read(&mut chunk).expect("read");
+        assert!(n > 0, "server closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+struct Server {
+    child: Child,
+    tcp: SocketAddr,
+    _dir: PathBuf,
+}
+
+impl Server {
+    fn start(bin: &PathBuf, tag: &str) -> Server {
+        let dir = std::env::temp_dir().join(format!("nmdb-overload-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("log");
+        let child = Command::new(bin)
+            .args([
+                "-f",
+                "--no-tipc",
+                "--no-sctp",
+                "--no-udp",
+                "-T",
+                "127.0.0.1",
+                "-t",
+                "0",
+            ])
+            .arg("-d")
+            .arg(dir.join("db"))
+            .arg("-o")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start nmdb");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let tcp = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.lines().any(|l| l.ends_with("] ready")) {
+                let at = text.find("listening on tcp ").expect("tcp line") + 17;
+                break text[at..].lines().next().unwrap().trim().parse().unwrap();
+            }
+            assert!(Instant::now() < deadline, "nmdb did not start:\n{text}");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Server {
+            child,
+            tcp,
+            _dir: dir,
+        }
+    }
+
+    fn memory(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 1024
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
+/// Round trips of one client until `stop`; returns their latencies.
+fn latencies(addr: SocketAddr, stop: Arc<AtomicBool>, req: Vec<u8>) -> Vec<Duration> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    let (mut buf, mut out) = (Vec::new(), Vec::new());
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        s.write_all(&req).unwrap();
+        read_frame(&mut s, &mut buf);
+        out.push(t.elapsed());
+    }
+    out
+}
+
+fn summary(mut l: Vec<Duration>) -> String {
+    l.sort();
+    let at = |q: f64| l[((l.len() as f64 * q) as usize).min(l.len() - 1)];
+    format!(
+        "{} requests, p50 {:?}, p99 {:?}, max {:?}",
+        l.len(),
+        at(0.5),
+        at(0.99),
+        l[l.len() - 1]
+    )
+}
+
+const MIB: u64 = 1 << 20;
+
+fn non_readers(bin: &PathBuf, secs: u64) {
+    let server = Server::start(bin, "noread");
+    let value = vec![0x6b; 60_000];
+    let mut c = TcpStream::connect(server.tcp).unwrap();
+    c.write_all(&framed(
+        Request::Set {
+            key: b"big",
+            value: &value,
+        },
+        1,
+        FLAGS_CACHE_ONLY,
+    ))
+    .unwrap();
+    read_frame(&mut c, &mut Vec::new());
+    let before = server.memory("VmRSS");
+    let stop = Arc::new(AtomicBool::new(false));
+    let get = framed(Request::Get { key: b"big" }, 2, FLAGS_CACHE_ONLY);
+    let chunk: Vec<u8> = get.iter().copied().cycle().take(get.len() * 1000).collect();
+    let hogs: Vec<_> = (0..8)
+        .map(|_| {
+            let (stop, chunk, addr) = (stop.clone(), chunk.clone(), server.tcp);
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_write_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    if let Err(e) = s.write_all(&chunk) {
+                        assert!(matches!(
+                            e.kind(),
+                            ErrorKind::WouldBlock | ErrorKind::TimedOut
+                        ));
+                    }
+                }
+                s
+            })
+        })
+        .collect();
+    let good = {
+        let (stop, addr) = (stop.clone(), server.tcp);
+        std::thread::spawn(move || latencies(addr, stop, get))
+    };
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    let l = good.join().unwrap();
+    let grown = server.memory("VmHWM").saturating_sub(before);
+    drop(
+        hogs.into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>(),
+    );
+    println!(
+        "non-readers: 8 clients, {secs} s: memory +{} MiB",
+        grown / MIB
+    );
+    println!("  a well-behaved GET client beside them: {}", summary(l));
+}
+
+/// `bystander`: a cache-only client runs beside the flood and its
+/// latencies are reported (it takes a CPU share from the flood on a small
+/// machine, so the flood alone is measured too).
+fn write_flood(bin: &PathBuf, secs: u64, bystander: bool) {
+    let server = Server::start(bin, "flood");
+    let before = server.memory("VmRSS");
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let flooders: Vec<_> = (0..8u32)
+        .map(|c| {
+            let (stop, acked, addr) = (stop.clone(), acked.clone(), server.tcp);
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                let mut r = s.try_clone().unwrap();
+                let sent = Arc::new(AtomicU64::new(0));
+                let reader = {
+                    let (sent, stop) = (sent.clone(), stop.clone());
+                    std::thread::spawn(move || {
+                        let (mut buf, mut got) = (Vec::new(), 0u64);
+                        while !stop.load(Ordering::Relaxed) || got < sent.load(Ordering::Relaxed) {
+                            read_frame(&mut r, &mut buf);
+                            got += 1;
+                            acked.fetch_add(1, Ordering::Relaxed);
+                        }
+                    })
+                };
+                let mut i = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("flood-{c}-{}", i % 20);
+                    let value = vec![i as u8; 60_000];
+                    s.write_all(&framed(
+                        Request::Set {
+                            key: key.as_bytes(),
+                            value: &value,
+                        },
+                        i,
+                        0,
+                    ))
+                    .unwrap();
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+                reader.join().unwrap();
+            })
+        })
+        .collect();
+    let bystander = bystander.then(|| {
+        let (stop, addr) = (stop.clone(), server.tcp);
+        let req = framed(Request::Get { key: b"other" }, 9, FLAGS_CACHE_ONLY);
+        std::thread::spawn(move || latencies(addr, stop, req))
+    });
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    let l = bystander.map(|b| b.join().unwrap());
+    for f in flooders {
+        f.join().unwrap();
+    }
+    let flooding = start.elapsed().as_secs_f64();
+    // A key walk waits behind every queued write on every worker: when it
+    // is answered, all acknowledged SETs are in the database.
+    let mut c = TcpStream::connect(server.tcp).unwrap();
+    c.write_all(&framed(Request::FirstKey, 1, 0)).unwrap();
+    read_frame(&mut c, &mut Vec::new());
+    let written = start.elapsed().as_secs_f64();
+    let grown = server.memory("VmHWM").saturating_sub(before);
+    let acked = acked.load(Ordering::Relaxed) as f64;
+    println!(
+        "write flood: 8 clients of 60 KB SETs for {secs} s: {:.0} SETs/s acknowledged; \
+         all in the database after {written:.1} s: {:.0} SETs/s written; memory +{} MiB",
+        acked / flooding,
+        acked / written,
+        grown / MIB
+    );
+    if let Some(l) = l {
+        println!("  a cache-only client beside them: {}", summary(l));
+    }
+}
+
+fn burst(bin: &PathBuf) {
+    let server = Server::start(bin, "burst");
+    let start = Instant::now();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = server.tcp;
+            std::thread::spawn(move || {
+                let mut conns: Vec<TcpStream> = (0..625)
+                    .map(|_| TcpStream::connect(addr).unwrap())
+                    .collect();
+                let get = framed(Request::Get { key: b"k" }, 1, FLAGS_CACHE_ONLY);
+                for s in &mut conns {
+                    s.write_all(&get).unwrap();
+                }
+                for s in &mut conns {
+                    read_frame(s, &mut Vec::new());
+                }
+                conns
+            })
+        })
+        .collect();
+    let conns: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    println!(
+        "burst: {} connections opened at once, all answered after {:?}",
+        conns.len(),
+        start.elapsed()
+    );
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut bin = std::env::current_exe().unwrap().with_file_name("nmdb");
+    let mut secs = 10;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--nmdb" => bin = args.next().expect("--nmdb PATH").into(),
+            "--seconds" => {
+                secs = args
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .expect("--seconds N")
+            }
+            _ => {
+                eprintln!("usage: nmdb-overload [--nmdb PATH] [--seconds N]");
+                std::process::exit(2);
+            }
+        }
+    }
+    println!("server: {}", bin.display());
+    non_readers(&bin, secs);
+    write_flood(&bin, secs * 3 / 2, false);
+    write_flood(&bin, secs * 3 / 2, true);
+    burst(&bin);
+}
