@@ -8,28 +8,10 @@
 use nmdb::answer;
 use nmdb_proto::{Reply, ReplyCode, REPLY_HEADER_LEN};
 
-/// xorshift64*: small, fast, reproducible.
-struct Rng(u64);
+#[path = "../proto/tests/common/mod.rs"]
+mod common;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-fn scale() -> usize {
-    std::env::var("NMDB_FUZZ_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1)
-}
+use common::{report, scale, Rng};
 
 /// A reply that is nearly right: a real code, a size field, a payload, each
 /// possibly wrong.
@@ -91,5 +73,5 @@ fn any_reply_bytes_give_an_answer_or_an_error_for_every_request() {
             answer::incr(&reply),
         );
     }
-    println!("library reply reading: {cases} cases");
+    report("library reply reading", cases);
 }

@@ -85,6 +85,19 @@ impl SctpClient {
     }
 }
 
+/// The SCTP address the server logged it listens on.
+fn sctp_addr(server: &TestServer) -> SocketAddr {
+    let log = server.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("listening on sctp "))
+        .expect("sctp listening");
+    line[line.find("sctp ").unwrap() + 5..]
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 fn code(reply: &[u8]) -> ReplyCode {
     Reply::parse(reply).unwrap().reply_code().unwrap()
 }
@@ -170,16 +183,7 @@ fn sctp_server_answers_every_request_and_mode() {
         &dir.path().join("log"),
         &["--no-tipc", "-S", "127.0.0.1", "-s", "0"],
     );
-    let log = server.log_text();
-    let line = log
-        .lines()
-        .find(|l| l.contains("listening on sctp "))
-        .expect("sctp listening");
-    let addr: SocketAddr = line[line.find("sctp ").unwrap() + 5..]
-        .trim()
-        .parse()
-        .unwrap();
-    let client = SctpClient::new(addr);
+    let client = SctpClient::new(sctp_addr(&server));
     every_request_and_mode(&|m| client.call(m));
     assert!(
         server.counter(Counter::MsgSctp) > 10,
@@ -301,15 +305,7 @@ fn over_long_tipc_and_sctp_messages_are_dropped_as_broken_never_parsed_cut() {
         &dir.path().join("log"),
         &["-l", "80", "-S", "127.0.0.1", "-s", "0"],
     );
-    let log = server.log_text();
-    let line = log
-        .lines()
-        .find(|l| l.contains("listening on sctp "))
-        .expect("sctp listening");
-    let sctp_addr: SocketAddr = line[line.find("sctp ").unwrap() + 5..]
-        .trim()
-        .parse()
-        .unwrap();
+    let sctp_addr = sctp_addr(&server);
     // A SET whose value runs past the protocol's 64 KiB message: a server
     // that parsed what fits its buffer would store a cut value.
     let mut over_long = msg(

@@ -16,43 +16,9 @@ use nmdb_proto::frame::{next_frame, FrameError};
 use nmdb_proto::request::{parse, ParseError};
 use nmdb_proto::{Reply, Request, MAX_DATA_SIZE, MAX_MSG_SIZE};
 
-/// How many times longer than the quick run to fuzz (`NMDB_FUZZ_SCALE`).
-fn scale() -> usize {
-    std::env::var("NMDB_FUZZ_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1)
-}
+mod common;
 
-/// Reports how many cases a fuzz loop ran (seen with --nocapture).
-fn report(what: &str, cases: usize) {
-    println!("{what}: {cases} cases");
-}
-
-/// xorshift64*: small, fast, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn bytes_up_to(&mut self, max: usize) -> Vec<u8> {
-        let len = self.below(max);
-        self.bytes(len)
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
+use common::{report, scale, Rng};
 
 fn seed_messages(rng: &mut Rng) -> Vec<Vec<u8>> {
     let key = rng.bytes_up_to(40);

@@ -9,12 +9,14 @@
 //! a reply of the same size an nmdb reply has. Pin it to one CPU with
 //! `taskset -c 0` for single-client figures on a VM that idles CPUs.
 
+#[path = "common/server.rs"]
+mod server;
+
 use nmdb_proto::frame::next_frame;
 use nmdb_proto::{Request, FLAGS_CACHE_ONLY, FLAGS_SYNC, MAX_MSG_SIZE};
+use server::BenchServer;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, PartialEq)]
@@ -116,64 +118,6 @@ fn start_echo() -> (SocketAddr, SocketAddr) {
     addrs
 }
 
-struct Nmdb {
-    child: Child,
-    tcp: SocketAddr,
-    udp: SocketAddr,
-    dir: PathBuf,
-}
-
-fn start_nmdb(bin: &str) -> Nmdb {
-    let dir = std::env::temp_dir().join(format!("nmdb-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let log = dir.join("log");
-    let child = Command::new(bin)
-        .args([
-            "-f",
-            "--no-tipc",
-            "--no-sctp",
-            "-T",
-            "127.0.0.1",
-            "-U",
-            "127.0.0.1",
-            "-t",
-            "0",
-            "-u",
-            "0",
-            "-d",
-        ])
-        .arg(dir.join("db"))
-        .arg("-o")
-        .arg(&log)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let text = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("ready") {
-            break text;
-        }
-        assert!(Instant::now() < deadline, "nmdb did not start:\n{text}");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let addr = |p: &str| -> SocketAddr {
-        let tag = format!("listening on {p} ");
-        let line = text.lines().find(|l| l.contains(&tag)).unwrap();
-        line[line.find(&tag).unwrap() + tag.len()..]
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    Nmdb {
-        tcp: addr("tcp"),
-        udp: addr("udp"),
-        child,
-        dir,
-    }
-}
-
 /// Runs `clients` threads doing `ops` calls each; returns ops/s.
 fn run(
     t: Transport,
@@ -216,7 +160,7 @@ fn main() {
             }
         }
     }
-    let mut nmdb = start_nmdb(&bin);
+    let nmdb = BenchServer::start(bin.as_ref(), "bench", true);
     let echo = start_echo();
     println!(
         "ops/s, {ops} ops per client; echo = loopback round-trip limit with same-sized messages"
@@ -235,7 +179,7 @@ fn main() {
         let (addr, echo_addr) = if t == Transport::Tcp {
             (nmdb.tcp, echo.0)
         } else {
-            (nmdb.udp, echo.1)
+            (nmdb.udp.expect("started with UDP"), echo.1)
         };
         for (mname, flags) in modes {
             for (n, label) in [(1usize, "1 client"), (clients, "clients")] {
@@ -306,8 +250,5 @@ fn main() {
             }
         }
     }
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(nmdb.child.id() as i32, libc::SIGTERM) };
-    let _ = nmdb.child.wait();
-    let _ = std::fs::remove_dir_all(&nmdb.dir);
+    drop(nmdb);
 }

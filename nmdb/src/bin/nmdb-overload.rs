@@ -15,12 +15,16 @@
 //! Run it for two binaries (e.g. a release before and after a change) to
 //! compare; BENCHMARKS.md records such a run.
 
+#[path = "common/server.rs"]
+mod server;
+
 use nmdb_proto::frame::next_frame;
 use nmdb_proto::{Request, FLAGS_CACHE_ONLY, MAX_MSG_SIZE};
+use server::BenchServer;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,73 +48,6 @@ fn read_frame(s: &mut TcpStream, buf: &mut Vec<u8>) {
         let n = s.read(&mut chunk).expect("read");
         assert!(n > 0, "server closed the connection");
         buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-struct Server {
-    child: Child,
-    tcp: SocketAddr,
-    _dir: PathBuf,
-}
-
-impl Server {
-    fn start(bin: &PathBuf, tag: &str) -> Server {
-        let dir = std::env::temp_dir().join(format!("nmdb-overload-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("log");
-        let child = Command::new(bin)
-            .args([
-                "-f",
-                "--no-tipc",
-                "--no-sctp",
-                "--no-udp",
-                "-T",
-                "127.0.0.1",
-                "-t",
-                "0",
-            ])
-            .arg("-d")
-            .arg(dir.join("db"))
-            .arg("-o")
-            .arg(&log)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start nmdb");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let tcp = loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if text.lines().any(|l| l.ends_with("] ready")) {
-                let at = text.find("listening on tcp ").expect("tcp line") + 17;
-                break text[at..].lines().next().unwrap().trim().parse().unwrap();
-            }
-            assert!(Instant::now() < deadline, "nmdb did not start:\n{text}");
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        Server {
-            child,
-            tcp,
-            _dir: dir,
-        }
-    }
-
-    fn memory(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-        line.split_whitespace()
-            .nth(1)
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-            * 1024
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self._dir);
     }
 }
 
@@ -142,8 +79,8 @@ fn summary(mut l: Vec<Duration>) -> String {
 
 const MIB: u64 = 1 << 20;
 
-fn non_readers(bin: &PathBuf, secs: u64) {
-    let server = Server::start(bin, "noread");
+fn non_readers(bin: &Path, secs: u64) {
+    let server = BenchServer::start(bin, "overload-noread", false);
     let value = vec![0x6b; 60_000];
     let mut c = TcpStream::connect(server.tcp).unwrap();
     c.write_all(&framed(
@@ -202,8 +139,8 @@ fn non_readers(bin: &PathBuf, secs: u64) {
 /// `bystander`: a cache-only client runs beside the flood and its
 /// latencies are reported (it takes a CPU share from the flood on a small
 /// machine, so the flood alone is measured too).
-fn write_flood(bin: &PathBuf, secs: u64, bystander: bool) {
-    let server = Server::start(bin, "flood");
+fn write_flood(bin: &Path, secs: u64, bystander: bool) {
+    let server = BenchServer::start(bin, "overload-flood", false);
     let before = server.memory("VmRSS");
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicU64::new(0));
@@ -278,8 +215,8 @@ fn write_flood(bin: &PathBuf, secs: u64, bystander: bool) {
     }
 }
 
-fn burst(bin: &PathBuf) {
-    let server = Server::start(bin, "burst");
+fn burst(bin: &Path) {
+    let server = BenchServer::start(bin, "overload-burst", false);
     let start = Instant::now();
     let threads: Vec<_> = (0..8)
         .map(|_| {

@@ -1,0 +1,87 @@
+//! A server process for the benchmark tools: started on loopback with a
+//! temporary RocksDB directory, waited for until it serves, stopped with
+//! SIGTERM and its directory removed when dropped.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct BenchServer {
+    child: Child,
+    pub tcp: SocketAddr,
+    /// Present when started with UDP.
+    #[allow(dead_code)] // nmdb-overload uses TCP only
+    pub udp: Option<SocketAddr>,
+    dir: PathBuf,
+}
+
+impl BenchServer {
+    /// Starts `bin` on loopback TCP (and UDP with `udp`) on free ports.
+    pub fn start(bin: &Path, tag: &str, udp: bool) -> BenchServer {
+        let dir = std::env::temp_dir().join(format!("nmdb-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("log");
+        let mut cmd = Command::new(bin);
+        cmd.args(["-f", "--no-tipc", "--no-sctp", "-T", "127.0.0.1", "-t", "0"]);
+        if udp {
+            cmd.args(["-U", "127.0.0.1", "-u", "0"]);
+        } else {
+            cmd.arg("--no-udp");
+        }
+        let child = cmd
+            .arg("-d")
+            .arg(dir.join("db"))
+            .arg("-o")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let text = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.lines().any(|l| l.ends_with("] ready")) {
+                break text;
+            }
+            assert!(Instant::now() < deadline, "nmdb did not start:\n{text}");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let addr = |p: &str| -> SocketAddr {
+            let tag = format!("listening on {p} ");
+            let line = text.lines().find(|l| l.contains(&tag)).unwrap();
+            line[line.find(&tag).unwrap() + tag.len()..]
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        BenchServer {
+            tcp: addr("tcp"),
+            udp: udp.then(|| addr("udp")),
+            child,
+            dir,
+        }
+    }
+
+    /// A memory figure from /proc (`VmRSS`, `VmHWM`), in bytes.
+    #[allow(dead_code)] // nmdb-bench does not measure memory
+    pub fn memory(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 1024
+    }
+}
+
+impl Drop for BenchServer {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
