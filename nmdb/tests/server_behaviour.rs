@@ -488,5 +488,19 @@ fn udp_on_every_address_answers_from_the_address_each_request_was_sent_to() {
         ReplyCode::CacheHit
     );
     assert_eq!(code(&client.call(&del(b"k", FLAGS_SYNC))), ReplyCode::Ok);
-    server.stop();
+    // Listening beyond loopback is warned about, with where to read more.
+    let log = server.stop();
+    assert!(
+        log.contains("udp listens on 0.0.0.0:") && log.contains("SECURITY in nmdb(1)"),
+        "{log}"
+    );
+}
+
+#[test]
+fn udp_on_loopback_is_not_warned_about() {
+    let dir = TempDir::new("udp-lo");
+    let server = TestServer::start(&dir, &[]);
+    let log = server.stop();
+    assert!(log.contains("listening on udp 127.0.0.1:"), "{log}");
+    assert!(!log.contains("udp listens on"), "{log}");
 }
