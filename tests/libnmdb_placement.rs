@@ -20,7 +20,10 @@ fn endpoint(s: &Value) -> Endpoint {
     let addr: SocketAddrV4 = format!("{}:{}", s["addr"].as_str().unwrap(), s["port"])
         .parse()
         .unwrap();
-    Endpoint::Inet { transport, addr }
+    Endpoint::Inet {
+        transport,
+        addr: addr.into(),
+    }
 }
 
 #[test]

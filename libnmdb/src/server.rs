@@ -6,11 +6,15 @@
 //! The original compared its stored `sockaddr_in` fields (network byte order)
 //! as native integers on little-endian machines; we reproduce that on every
 //! host by reading those bytes as little-endian explicitly.
+//!
+//! IPv6 servers, which the original did not have, come after every IPv4
+//! server of the same transport, ordered by address (its 16 bytes in
+//! order), then by port number (see libnmdb(3)).
 
 use std::cmp::Ordering;
 use std::ffi::{c_int, CStr};
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
 use nmdb_proto::{DEFAULT_INET_PORT, DEFAULT_TIPC_PORT};
 
@@ -41,10 +45,10 @@ impl Transport {
 pub enum Endpoint {
     /// A TIPC name `{26001, instance}`.
     Tipc { instance: u32 },
-    /// An IPv4 server over TCP, UDP or SCTP.
+    /// An IPv4 or IPv6 server over TCP, UDP or SCTP.
     Inet {
         transport: Transport,
-        addr: SocketAddrV4,
+        addr: SocketAddr,
     },
 }
 
@@ -56,16 +60,31 @@ impl Endpoint {
         }
     }
 
-    /// The original's sort key: transport, then address, then port, the last
-    /// two being network-order bytes read as little-endian integers (so
-    /// 127.0.0.2 sorts after 127.1.0.1 and port 256 before port 255).
-    pub fn order_key(&self) -> (Transport, u32, u16) {
+    /// The sort key: transport, then address family (IPv4 first), then
+    /// address, then port. For IPv4 the address and port are the
+    /// original's: network-order bytes read as little-endian integers (so
+    /// 127.0.0.2 sorts after 127.1.0.1 and port 256 before port 255). For
+    /// IPv6 they are the address bytes in order and the port number.
+    pub fn order_key(&self) -> (Transport, u8, u128, u16) {
         match self {
-            Endpoint::Tipc { instance } => (Transport::Tipc, *instance, 0),
-            Endpoint::Inet { transport, addr } => (
+            Endpoint::Tipc { instance } => (Transport::Tipc, 0, u128::from(*instance), 0),
+            Endpoint::Inet {
+                transport,
+                addr: SocketAddr::V4(a),
+            } => (
                 *transport,
-                u32::from_le_bytes(addr.ip().octets()),
-                u16::from_le_bytes(addr.port().to_be_bytes()),
+                0,
+                u128::from(u32::from_le_bytes(a.ip().octets())),
+                u16::from_le_bytes(a.port().to_be_bytes()),
+            ),
+            Endpoint::Inet {
+                transport,
+                addr: SocketAddr::V6(a),
+            } => (
+                *transport,
+                1,
+                u128::from_be_bytes(a.ip().octets()),
+                a.port(),
             ),
         }
     }
@@ -76,14 +95,15 @@ impl Endpoint {
         Endpoint::Tipc { instance }
     }
 
-    /// An IPv4 server: `host` is a dotted quad or a name (its first IPv4
-    /// address is used); a negative port means the default.
+    /// A server at `host`: an IPv4 address, an IPv6 address (bare or in
+    /// brackets), or a name, of which the first IPv4 address is used, else
+    /// its first IPv6 one; a negative port means the default.
     pub fn inet(transport: Transport, host: &str, port: c_int) -> Result<Endpoint, Error> {
         let port = inet_port(port)?;
-        let ip = resolve_ipv4(host, port)?;
+        let ip = resolve(host, port)?;
         Ok(Endpoint::Inet {
             transport,
-            addr: SocketAddrV4::new(ip, port),
+            addr: SocketAddr::new(ip, port),
         })
     }
 
@@ -129,33 +149,49 @@ fn inet_port(port: c_int) -> Result<u16, Error> {
     }
 }
 
-fn resolve_ipv4(host: &str, port: u16) -> Result<Ipv4Addr, Error> {
-    if let Ok(ip) = host.parse::<Ipv4Addr>() {
+fn resolve(host: &str, port: u16) -> Result<IpAddr, Error> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(ip);
+    }
+    if let Some(ip) = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .and_then(|h| h.parse::<Ipv6Addr>().ok())
+    {
+        return Ok(IpAddr::V6(ip));
     }
     if host.is_empty() {
         return Err(Error::BadAddress("the host name is empty".into()));
     }
-    let addrs = (host, port)
+    let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| Error::BadAddress(format!("cannot resolve {host:?}: {e}")))?;
+        .map_err(|e| Error::BadAddress(format!("cannot resolve {host:?}: {e}")))?
+        .collect();
+    // IPv4 first, as the original (which knew nothing else) would have it.
     addrs
-        .filter_map(|a| match a {
-            SocketAddr::V4(v4) => Some(*v4.ip()),
-            SocketAddr::V6(_) => None,
-        })
-        .next()
-        .ok_or_else(|| Error::BadAddress(format!("{host:?} has no IPv4 address")))
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .map(SocketAddr::ip)
+        .ok_or_else(|| Error::BadAddress(format!("{host:?} has no address")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddrV4;
 
     fn tcp(a: [u8; 4], port: u16) -> Endpoint {
         Endpoint::Inet {
             transport: Transport::Tcp,
-            addr: SocketAddrV4::new(a.into(), port),
+            addr: SocketAddrV4::new(a.into(), port).into(),
+        }
+    }
+
+    fn tcp6(a: &str, port: u16) -> Endpoint {
+        Endpoint::Inet {
+            transport: Transport::Tcp,
+            addr: SocketAddr::new(a.parse().unwrap(), port),
         }
     }
 
@@ -177,16 +213,37 @@ mod tests {
     fn transport_comes_before_address() {
         let udp = Endpoint::Inet {
             transport: Transport::Udp,
-            addr: SocketAddrV4::new([1, 0, 0, 0].into(), 1),
+            addr: SocketAddrV4::new([1, 0, 0, 0].into(), 1).into(),
         };
         let sctp = Endpoint::Inet {
             transport: Transport::Sctp,
-            addr: SocketAddrV4::new([0, 0, 0, 0].into(), 1),
+            addr: SocketAddrV4::new([0, 0, 0, 0].into(), 1).into(),
         };
         assert!(Endpoint::tipc(99) < tcp([0, 0, 0, 0], 1));
         assert!(tcp([255, 255, 255, 255], 65535) < udp);
         assert!(udp < sctp);
         assert!(Endpoint::tipc(3) < Endpoint::tipc(4));
+    }
+
+    #[test]
+    fn ipv6_servers_follow_the_ipv4_ones_of_their_transport_by_address_then_port() {
+        let udp4 = Endpoint::Inet {
+            transport: Transport::Udp,
+            addr: "0.0.0.1:1".parse().unwrap(),
+        };
+        assert!(tcp([255, 255, 255, 255], 65535) < tcp6("::", 1));
+        assert!(tcp6("ffff::", 65535) < udp4);
+        assert!(tcp6("::1", 9) < tcp6("::2", 1));
+        assert!(tcp6("::1:0", 1) > tcp6("::2", 1));
+        assert!(tcp6("::1", 255) < tcp6("::1", 256));
+    }
+
+    #[test]
+    fn ipv6_literals_are_taken_bare_or_in_brackets() {
+        for host in ["::1", "[::1]"] {
+            let e = Endpoint::inet(Transport::Udp, host, 9).unwrap();
+            assert_eq!(e.to_string(), "udp [::1]:9");
+        }
     }
 
     #[test]

@@ -68,7 +68,12 @@ struct SctpClient {
 
 impl SctpClient {
     fn new(server: SocketAddr) -> SctpClient {
-        let socket = nmdb_net::sctp::seqpacket_socket(libc::AF_INET).expect("SCTP socket");
+        let family = if server.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        };
+        let socket = nmdb_net::sctp::seqpacket_socket(family).expect("SCTP socket");
         socket.set_read_timeout(Some(PATIENCE)).unwrap();
         SctpClient {
             socket,
@@ -189,6 +194,22 @@ fn sctp_server_answers_every_request_and_mode() {
         server.counter(Counter::MsgSctp) > 10,
         "msg_sctp counts SCTP messages"
     );
+    server.stop();
+}
+
+#[test]
+#[ignore = "needs TIPC and SCTP in the kernel: run by tests/kernel/run.sh"]
+fn sctp_server_answers_over_ipv6() {
+    let dir = TempDir::new("sctp6");
+    let server = TestServer::start_with(
+        &dir.path().join("db"),
+        &dir.path().join("log"),
+        &["--no-tipc", "-S", "::1", "-s", "0"],
+    );
+    let addr = sctp_addr(&server);
+    assert!(addr.is_ipv6(), "{addr}");
+    let client = SctpClient::new(addr);
+    every_request_and_mode(&|m| client.call(m));
     server.stop();
 }
 

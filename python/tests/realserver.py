@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 _READY_TIMEOUT = 60  # seconds; RocksDB opens slowly on a loaded machine
 _STOP_TIMEOUT = 30
-_LISTEN = re.compile(r"listening on (tcp|udp) 127\.0\.0\.1:(\d+)")
+_LISTEN = re.compile(r"listening on (tcp|udp) \S*:(\d+)$", re.MULTILINE)
 
 
 def release_dirs():
@@ -56,8 +56,10 @@ def _task_state(task):
 class Server:
     """One nmdb process with its own database directory and log."""
 
-    def __init__(self, binary, workdir):
+    def __init__(self, binary, workdir, host="127.0.0.1"):
+        """host: the loopback address to listen on (127.0.0.1 or ::1)."""
         self.binary = binary
+        self.host = host
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log = self.workdir / "log"
@@ -72,7 +74,7 @@ class Server:
         # fmt: off
         args = [
             str(self.binary), "-f", "--no-tipc", "--no-sctp",
-            "-T", "127.0.0.1", "-U", "127.0.0.1", "-t", str(tcp_port), "-u", str(udp_port),
+            "-T", self.host, "-U", self.host, "-t", str(tcp_port), "-u", str(udp_port),
             "-d", str(self.workdir / "db"), "-o", str(self.log),
         ]
         # fmt: on
@@ -129,7 +131,7 @@ class Server:
 
     def address(self, transport):
         """(host, port) of this server over "tcp" or "udp"."""
-        return "127.0.0.1", {"tcp": self.tcp_port, "udp": self.udp_port}[transport]
+        return self.host, {"tcp": self.tcp_port, "udp": self.udp_port}[transport]
 
     def _output(self):
         parts = []

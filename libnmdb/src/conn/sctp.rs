@@ -1,7 +1,7 @@
 //! SCTP: a one-to-many `SOCK_SEQPACKET` socket per server; each request is
 //! one message, and the association is set up by the first `sendto`.
 
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 
 use nmdb_proto::MAX_MSG_SIZE;
 
@@ -9,22 +9,26 @@ use super::datagram::{DatagramLink, SocketTo};
 use super::Link;
 use crate::error::{Error, Phase};
 
-pub fn open(server: SocketAddrV4) -> Result<Box<dyn Link>, Error> {
-    let socket =
-        nmdb_net::sctp::seqpacket_socket(libc::AF_INET).map_err(|e| match e.raw_os_error() {
-            Some(libc::EPROTONOSUPPORT | libc::ESOCKTNOSUPPORT | libc::EAFNOSUPPORT) => {
-                Error::Unavailable(
-                    "SCTP is not available on this host (the kernel has no SCTP support)",
-                )
-            }
-            _ => Error::io(Phase::Connect, e),
-        })?;
+pub fn open(server: SocketAddr) -> Result<Box<dyn Link>, Error> {
+    let family = if server.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let socket = nmdb_net::sctp::seqpacket_socket(family).map_err(|e| match e.raw_os_error() {
+        Some(libc::EPROTONOSUPPORT | libc::ESOCKTNOSUPPORT | libc::EAFNOSUPPORT) => {
+            Error::Unavailable(
+                "SCTP is not available on this host (the kernel has no SCTP support)",
+            )
+        }
+        _ => Error::io(Phase::Connect, e),
+    })?;
     socket
         .set_nonblocking()
         .map_err(|e| Error::io(Phase::Connect, e))?;
     Ok(Box::new(DatagramLink::new(SocketTo {
         socket,
-        to: SocketAddr::V4(server).into(),
+        to: server.into(),
         max_message: MAX_MSG_SIZE,
     })))
 }

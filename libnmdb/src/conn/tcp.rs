@@ -9,7 +9,7 @@
 //! and is skipped by id on the next call.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddrV4, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 
 use nmdb_proto::frame::{begin_frame, end_frame, next_frame, TCP_PREFIX_LEN};
@@ -24,7 +24,7 @@ use crate::timeout::Deadline;
 const READ_CHUNK: usize = 16 * 1024;
 
 pub struct TcpLink {
-    addr: SocketAddrV4,
+    addr: SocketAddr,
     stream: Option<TcpStream>,
     wbuf: Vec<u8>,
     rbuf: Vec<u8>,
@@ -34,7 +34,7 @@ pub struct TcpLink {
 
 impl TcpLink {
     /// Connects now: adding a server that does not accept connections fails.
-    pub fn connect(addr: SocketAddrV4, deadline: Deadline) -> Result<Self, Error> {
+    pub fn connect(addr: SocketAddr, deadline: Deadline) -> Result<Self, Error> {
         let mut link = TcpLink {
             addr,
             stream: None,
@@ -56,7 +56,7 @@ impl TcpLink {
         let left = deadline
             .remaining()
             .map_err(|_| Error::Timeout(Phase::Connect))?;
-        let addr = self.addr.into();
+        let addr = self.addr;
         let stream = match left {
             Some(left) => TcpStream::connect_timeout(&addr, left),
             None => TcpStream::connect(addr),

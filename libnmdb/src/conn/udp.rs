@@ -5,7 +5,7 @@
 //! so adding a server whose port is closed still succeeds. A server must
 //! answer from the address it was sent to, as nmdb does.
 
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 
 use nmdb_net::{DgramSocket, SockAddr};
 use nmdb_proto::MAX_UDP_MSG_SIZE;
@@ -13,18 +13,23 @@ use nmdb_proto::MAX_UDP_MSG_SIZE;
 use super::datagram::{DatagramLink, SocketTo};
 use crate::error::{Error, Phase};
 
-pub fn open(server: SocketAddrV4) -> Result<DatagramLink<SocketTo>, Error> {
-    let socket = DgramSocket::new(libc::AF_INET, libc::SOCK_DGRAM, 0)
+pub fn open(server: SocketAddr) -> Result<DatagramLink<SocketTo>, Error> {
+    let family = if server.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let socket = DgramSocket::new(family, libc::SOCK_DGRAM, 0)
         .and_then(|s| {
-            s.bind(&SockAddr::from(SocketAddr::from(([0, 0, 0, 0], 0))))?;
-            s.connect(&SockAddr::from(SocketAddr::V4(server)))?;
+            // Binds a local port too.
+            s.connect(&SockAddr::from(server))?;
             s.set_nonblocking()?;
             Ok(s)
         })
         .map_err(|e| Error::io(Phase::Connect, e))?;
     Ok(DatagramLink::new(SocketTo {
         socket,
-        to: SocketAddr::V4(server).into(),
+        to: server.into(),
         max_message: MAX_UDP_MSG_SIZE,
     }))
 }
