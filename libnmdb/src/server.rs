@@ -14,7 +14,7 @@
 use std::cmp::Ordering;
 use std::ffi::{c_int, CStr};
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 
 use nmdb_proto::{DEFAULT_INET_PORT, DEFAULT_TIPC_PORT};
 
@@ -100,7 +100,8 @@ impl Endpoint {
     /// its first IPv6 one; a negative port means the default.
     pub fn inet(transport: Transport, host: &str, port: c_int) -> Result<Endpoint, Error> {
         let port = inet_port(port)?;
-        let ip = resolve(host, port)?;
+        let ip = nmdb_net::resolve_host(host)
+            .map_err(|e| Error::BadAddress(format!("cannot resolve {host:?}: {e}")))?;
         Ok(Endpoint::Inet {
             transport,
             addr: SocketAddr::new(ip, port),
@@ -147,33 +148,6 @@ fn inet_port(port: c_int) -> Result<u16, Error> {
             "port {port} is not between 1 and 65535"
         ))),
     }
-}
-
-fn resolve(host: &str, port: u16) -> Result<IpAddr, Error> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(ip);
-    }
-    if let Some(ip) = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .and_then(|h| h.parse::<Ipv6Addr>().ok())
-    {
-        return Ok(IpAddr::V6(ip));
-    }
-    if host.is_empty() {
-        return Err(Error::BadAddress("the host name is empty".into()));
-    }
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| Error::BadAddress(format!("cannot resolve {host:?}: {e}")))?
-        .collect();
-    // IPv4 first, as the original (which knew nothing else) would have it.
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .map(SocketAddr::ip)
-        .ok_or_else(|| Error::BadAddress(format!("{host:?} has no address")))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ pub mod tipc;
 
 use std::io;
 use std::mem::{size_of, MaybeUninit};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, ToSocketAddrs};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
@@ -140,6 +140,45 @@ impl PartialEq for SockAddr {
 }
 
 impl Eq for SockAddr {}
+
+/// The socket family (`AF_INET`, `AF_INET6`) for an IP address.
+pub fn inet_family(addr: &SocketAddr) -> libc::c_int {
+    if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    }
+}
+
+/// The address of a host named by a user, for server and library alike:
+/// an IPv4 address, an IPv6 address (bare or in brackets), or a name, of
+/// which the first IPv4 address is taken (what the original, IPv4 only,
+/// would have used), else its first address.
+pub fn resolve_host(host: &str) -> io::Result<IpAddr> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    if let Some(ip) = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .and_then(|h| h.parse::<Ipv6Addr>().ok())
+    {
+        return Ok(IpAddr::V6(ip));
+    }
+    if host.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the host name is empty",
+        ));
+    }
+    let addrs: Vec<SocketAddr> = (host, 0).to_socket_addrs()?.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .map(SocketAddr::ip)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the name has no address"))
+}
 
 /// The listen backlog for servers: at least 1024, more when the system
 /// allows it (`net.core.somaxconn`), so that a burst of connections is not
@@ -400,6 +439,22 @@ mod tests {
         let (n, from) = rx.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"ping");
         assert_eq!(from, tx.local_addr().unwrap());
+    }
+
+    #[test]
+    fn hosts_resolve_to_literals_in_either_spelling_and_names_to_ipv4_first() {
+        let v6: IpAddr = "::1".parse().unwrap();
+        assert_eq!(resolve_host("::1").unwrap(), v6);
+        assert_eq!(resolve_host("[::1]").unwrap(), v6);
+        assert_eq!(
+            resolve_host("10.1.2.3").unwrap(),
+            IpAddr::from([10, 1, 2, 3])
+        );
+        assert_eq!(
+            resolve_host("localhost").unwrap(),
+            IpAddr::from([127, 0, 0, 1])
+        );
+        assert!(resolve_host("").is_err());
     }
 
     #[test]

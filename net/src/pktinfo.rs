@@ -11,7 +11,7 @@
 
 use std::io;
 use std::mem::size_of;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::DgramSocket;
 
@@ -24,15 +24,6 @@ pub enum Destination {
         addr: Ipv6Addr,
         ifindex: u32,
     },
-}
-
-impl Destination {
-    pub fn ip(&self) -> IpAddr {
-        match *self {
-            Destination::V4(a) => IpAddr::V4(a),
-            Destination::V6 { addr, .. } => IpAddr::V6(addr),
-        }
-    }
 }
 
 /// Room for one `in6_pktinfo` control message (the larger of the two).

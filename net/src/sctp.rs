@@ -14,12 +14,7 @@ pub fn seqpacket_socket(family: libc::c_int) -> io::Result<DgramSocket> {
 
 /// A listening one-to-many socket bound to `addr`.
 pub fn listen(addr: SocketAddr) -> io::Result<DgramSocket> {
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    let s = seqpacket_socket(family)?;
+    let s = seqpacket_socket(crate::inet_family(&addr))?;
     let one: libc::c_int = 1;
     s.setsockopt(libc::SOL_SOCKET, libc::SO_REUSEADDR, &one)?;
     s.bind(&SockAddr::from(addr))?;

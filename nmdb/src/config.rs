@@ -6,7 +6,7 @@
 
 use crate::backend::BackendKind;
 use clap::Parser;
-use std::net::{IpAddr, ToSocketAddrs};
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 pub mod defaults {
@@ -152,19 +152,8 @@ pub struct Config {
 }
 
 fn resolve(host: &str, what: &str) -> Result<IpAddr, String> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(ip);
-    }
-    let addrs = (host, 0)
-        .to_socket_addrs()
-        .map_err(|e| format!("{what} '{host}' is not an address or a known host name: {e}"))?;
-    let addrs: Vec<_> = addrs.collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .map(|a| a.ip())
-        .ok_or_else(|| format!("{what} '{host}' has no address"))
+    nmdb_net::resolve_host(host)
+        .map_err(|e| format!("{what} '{host}' is not an address or a known host name: {e}"))
 }
 
 /// True when the user gave option `-<short>` (in any spelling).

@@ -24,7 +24,7 @@ use crate::stats::Stats;
 use crate::workqueue::WorkQueue;
 use nmdb_proto::{Answer, Counter, ErrorCode, ReplyCode};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -125,13 +125,10 @@ enum Msg {
 #[derive(Debug, Default)]
 pub struct WriteHealth {
     failing: AtomicBool,
-    /// Batches whose write failed, since start.
-    pub failures: AtomicU64,
 }
 
 impl WriteHealth {
     fn failed(&self, e: &BackendError, changes: usize) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
         if !self.failing.swap(true, Ordering::Relaxed) {
             log::error!(
                 "database writes are failing ({e}); changes are answered ERR_DB \
@@ -146,10 +143,6 @@ impl WriteHealth {
         if self.failing.load(Ordering::Relaxed) && self.failing.swap(false, Ordering::Relaxed) {
             log::info!("database writes succeed again");
         }
-    }
-
-    pub fn is_failing(&self) -> bool {
-        self.failing.load(Ordering::Relaxed)
     }
 }
 
@@ -325,7 +318,9 @@ impl Worker {
             }
             self.flush();
             // Written (or answered with an error): their bytes are free.
-            self.budget.release(std::mem::take(&mut self.taken));
+            if self.taken > 0 {
+                self.budget.release(std::mem::take(&mut self.taken));
+            }
             if !go_on {
                 return;
             }

@@ -260,11 +260,6 @@ impl Server {
         &self.addrs
     }
 
-    /// Open and refused TCP connections.
-    pub fn tcp_limits(&self) -> &tcp::Limits {
-        &self.tcp_limits
-    }
-
     pub fn modes(&self) -> &Modes {
         &self.engine.modes
     }

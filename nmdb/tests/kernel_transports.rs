@@ -68,11 +68,7 @@ struct SctpClient {
 
 impl SctpClient {
     fn new(server: SocketAddr) -> SctpClient {
-        let family = if server.is_ipv4() {
-            libc::AF_INET
-        } else {
-            libc::AF_INET6
-        };
+        let family = nmdb_net::inet_family(&server);
         let socket = nmdb_net::sctp::seqpacket_socket(family).expect("SCTP socket");
         socket.set_read_timeout(Some(PATIENCE)).unwrap();
         SctpClient {
@@ -164,11 +160,7 @@ fn every_request_and_mode(call: &dyn Fn(&[u8]) -> Vec<u8>) {
 fn tipc_server_answers_every_request_and_mode() {
     let _ = NEEDS_KERNEL;
     let dir = TempDir::new("tipc");
-    let server = TestServer::start_with(
-        &dir.path().join("db"),
-        &dir.path().join("log"),
-        &["-l", "40", "--no-sctp"],
-    );
+    let server = TestServer::start_in(&dir, &["-l", "40", "--no-sctp"]);
     assert!(server.log_text().contains("listening on tipc {26001, 40}"));
     let client = TipcClient::new(40);
     every_request_and_mode(&|m| client.call(m));
@@ -181,47 +173,27 @@ fn tipc_server_answers_every_request_and_mode() {
 
 #[test]
 #[ignore = "needs TIPC and SCTP in the kernel: run by tests/kernel/run.sh"]
-fn sctp_server_answers_every_request_and_mode() {
-    let dir = TempDir::new("sctp");
-    let server = TestServer::start_with(
-        &dir.path().join("db"),
-        &dir.path().join("log"),
-        &["--no-tipc", "-S", "127.0.0.1", "-s", "0"],
-    );
-    let client = SctpClient::new(sctp_addr(&server));
-    every_request_and_mode(&|m| client.call(m));
-    assert!(
-        server.counter(Counter::MsgSctp) > 10,
-        "msg_sctp counts SCTP messages"
-    );
-    server.stop();
-}
-
-#[test]
-#[ignore = "needs TIPC and SCTP in the kernel: run by tests/kernel/run.sh"]
-fn sctp_server_answers_over_ipv6() {
-    let dir = TempDir::new("sctp6");
-    let server = TestServer::start_with(
-        &dir.path().join("db"),
-        &dir.path().join("log"),
-        &["--no-tipc", "-S", "::1", "-s", "0"],
-    );
-    let addr = sctp_addr(&server);
-    assert!(addr.is_ipv6(), "{addr}");
-    let client = SctpClient::new(addr);
-    every_request_and_mode(&|m| client.call(m));
-    server.stop();
+fn sctp_server_answers_every_request_and_mode_over_ipv4_and_ipv6() {
+    for host in ["127.0.0.1", "::1"] {
+        let dir = TempDir::new("sctp");
+        let server = TestServer::start_in(&dir, &["--no-tipc", "-S", host, "-s", "0"]);
+        let addr = sctp_addr(&server);
+        assert_eq!(addr.ip(), host.parse::<std::net::IpAddr>().unwrap());
+        let client = SctpClient::new(addr);
+        every_request_and_mode(&|m| client.call(m));
+        assert!(
+            server.counter(Counter::MsgSctp) > 10,
+            "msg_sctp counts SCTP messages"
+        );
+        server.stop();
+    }
 }
 
 #[test]
 #[ignore = "needs TIPC and SCTP in the kernel: run by tests/kernel/run.sh"]
 fn tipc_server_binds_the_whole_lower_to_upper_range() {
     let dir = TempDir::new("range");
-    let server = TestServer::start_with(
-        &dir.path().join("db"),
-        &dir.path().join("log"),
-        &["-l", "50", "-L", "52", "--no-sctp"],
-    );
+    let server = TestServer::start_in(&dir, &["-l", "50", "-L", "52", "--no-sctp"]);
     assert!(server
         .log_text()
         .contains("listening on tipc {26001, 50, 52}"));
@@ -247,16 +219,8 @@ fn tipc_server_binds_the_whole_lower_to_upper_range() {
 fn passive_mirror_applies_every_write_and_takes_over_on_sigusr2() {
     let active_dir = TempDir::new("active");
     let passive_dir = TempDir::new("passive");
-    let active = TestServer::start_with(
-        &active_dir.path().join("db"),
-        &active_dir.path().join("log"),
-        &["-l", "60", "--no-sctp"],
-    );
-    let mut passive = TestServer::start_with(
-        &passive_dir.path().join("db"),
-        &passive_dir.path().join("log"),
-        &["-l", "60", "-p", "--no-sctp"],
-    );
+    let active = TestServer::start_in(&active_dir, &["-l", "60", "--no-sctp"]);
+    let mut passive = TestServer::start_in(&passive_dir, &["-l", "60", "-p", "--no-sctp"]);
     let client = TipcClient::new(60);
     // Every write reaches both; only the active server answers.
     for i in 0..50u32 {
@@ -321,11 +285,7 @@ fn passive_mirror_applies_every_write_and_takes_over_on_sigusr2() {
 #[ignore = "needs TIPC and SCTP in the kernel: run by tests/kernel/run.sh"]
 fn over_long_tipc_and_sctp_messages_are_dropped_as_broken_never_parsed_cut() {
     let dir = TempDir::new("overlong");
-    let server = TestServer::start_with(
-        &dir.path().join("db"),
-        &dir.path().join("log"),
-        &["-l", "80", "-S", "127.0.0.1", "-s", "0"],
-    );
+    let server = TestServer::start_in(&dir, &["-l", "80", "-S", "127.0.0.1", "-s", "0"]);
     let sctp_addr = sctp_addr(&server);
     // A SET whose value runs past the protocol's 64 KiB message: a server
     // that parsed what fits its buffer would store a cut value.

@@ -19,12 +19,6 @@ fn code(reply: &[u8]) -> ReplyCode {
     Reply::parse(reply).unwrap().reply_code().unwrap()
 }
 
-fn framed(msg: &[u8]) -> Vec<u8> {
-    let mut f = ((msg.len() + 4) as u32).to_be_bytes().to_vec();
-    f.extend_from_slice(msg);
-    f
-}
-
 /// Calls `read` until two readings taken `gap` apart agree.
 fn settled(gap: Duration, mut read: impl FnMut() -> u64) -> u64 {
     let mut last = read();
@@ -72,7 +66,7 @@ fn clients_that_never_read_their_replies_hold_bounded_memory_and_stall_nobody() 
 
     // Each asks for 1100 copies of the value (66 MB of replies) and reads
     // none: a server that answered into memory would hold them all.
-    let get = framed(&msg(Request::Get { key: b"big" }, 2, FLAGS_CACHE_ONLY));
+    let get = framed(Request::Get { key: b"big" }, 2, FLAGS_CACHE_ONLY);
     let requests: Vec<u8> = get.iter().copied().cycle().take(get.len() * 1100).collect();
     let hogs: Vec<TcpStream> = (0..4)
         .map(|_| write_without_reading(server.tcp, &requests, Duration::from_millis(500)))
@@ -146,7 +140,7 @@ fn a_write_flood_is_held_to_the_queue_budget_and_every_acknowledged_write_is_kep
                         .count()
                 });
                 for i in 0..SETS {
-                    let set = msg(
+                    let set = framed(
                         Request::Set {
                             key: key(c, i).as_bytes(),
                             value: &value(c, i),
@@ -154,7 +148,7 @@ fn a_write_flood_is_held_to_the_queue_budget_and_every_acknowledged_write_is_kep
                         i,
                         0,
                     );
-                    stream.write_all(&framed(&set)).unwrap();
+                    stream.write_all(&set).unwrap();
                 }
                 reader.join().unwrap()
             })
@@ -265,12 +259,8 @@ fn connections_beyond_the_limit_are_closed_and_logged() {
     for _ in 0..1000 {
         let mut s = TcpStream::connect(server.tcp).unwrap();
         s.set_read_timeout(Some(PATIENCE)).unwrap();
-        s.write_all(&framed(&msg(
-            Request::Get { key: b"k" },
-            1,
-            FLAGS_CACHE_ONLY,
-        )))
-        .unwrap();
+        s.write_all(&framed(Request::Get { key: b"k" }, 1, FLAGS_CACHE_ONLY))
+            .unwrap();
         let mut reply = [0u8; 12];
         if s.read_exact(&mut reply).is_ok() {
             again = Some(reply);

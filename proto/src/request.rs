@@ -234,6 +234,14 @@ impl Request<'_> {
             }
     }
 
+    /// Appends the request behind its TCP length prefix, as
+    /// [`Request::encode`] otherwise.
+    pub fn encode_framed(&self, id: u32, flags: u16, out: &mut Vec<u8>) {
+        let start = crate::frame::begin_frame(out);
+        self.encode(id, flags, out);
+        crate::frame::end_frame(out, start);
+    }
+
     /// Appends the message (no TCP prefix) to `out`. The caller is
     /// responsible for sizes fitting the protocol limits; `id` is masked to
     /// 28 bits.

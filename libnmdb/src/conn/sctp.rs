@@ -10,11 +10,7 @@ use super::Link;
 use crate::error::{Error, Phase};
 
 pub fn open(server: SocketAddr) -> Result<Box<dyn Link>, Error> {
-    let family = if server.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
+    let family = nmdb_net::inet_family(&server);
     let socket = nmdb_net::sctp::seqpacket_socket(family).map_err(|e| match e.raw_os_error() {
         Some(libc::EPROTONOSUPPORT | libc::ESOCKTNOSUPPORT | libc::EAFNOSUPPORT) => {
             Error::Unavailable(

@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 
-use nmdb_proto::frame::{begin_frame, end_frame, next_frame, TCP_PREFIX_LEN};
+use nmdb_proto::frame::{next_frame, TCP_PREFIX_LEN};
 use nmdb_proto::MAX_MSG_SIZE;
 
 use super::wait::wait;
@@ -176,9 +176,7 @@ impl Link for TcpLink {
         self.consumed = 0;
 
         self.wbuf.clear();
-        let start = begin_frame(&mut self.wbuf);
-        ex.request.encode(ex.id, ex.flags, &mut self.wbuf);
-        end_frame(&mut self.wbuf, start);
+        ex.request.encode_framed(ex.id, ex.flags, &mut self.wbuf);
         check_size(self.wbuf.len(), MAX_MSG_SIZE)?;
 
         let mut result = self.attempt(ex);

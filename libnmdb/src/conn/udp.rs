@@ -14,12 +14,7 @@ use super::datagram::{DatagramLink, SocketTo};
 use crate::error::{Error, Phase};
 
 pub fn open(server: SocketAddr) -> Result<DatagramLink<SocketTo>, Error> {
-    let family = if server.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    let socket = DgramSocket::new(family, libc::SOCK_DGRAM, 0)
+    let socket = DgramSocket::new(nmdb_net::inet_family(&server), libc::SOCK_DGRAM, 0)
         .and_then(|s| {
             // Binds a local port too.
             s.connect(&SockAddr::from(server))?;

@@ -30,10 +30,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn framed(req: Request<'_>, id: u32, flags: u16) -> Vec<u8> {
-    let mut m = Vec::new();
-    req.encode(id, flags, &mut m);
-    let mut f = ((m.len() + 4) as u32).to_be_bytes().to_vec();
-    f.extend_from_slice(&m);
+    let mut f = Vec::new();
+    req.encode_framed(id, flags, &mut f);
     f
 }
 

@@ -27,7 +27,7 @@ use crate::throttle::EverySecond;
 use nmdb_proto::frame::{next_frame, FrameError};
 use nmdb_proto::{Counter, MAX_MSG_SIZE, TCP_PREFIX_LEN};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -49,9 +49,7 @@ pub struct Limits {
     /// Close connections idle this long (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// Connections open now.
-    pub open: AtomicUsize,
-    /// Connections closed at once because `max_connections` were open.
-    pub refused: AtomicU64,
+    open: AtomicUsize,
     refused_log: EverySecond,
 }
 
@@ -93,7 +91,6 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>, limits: Arc<Limit
         match listener.accept().await {
             Ok((stream, peer)) => {
                 if limits.open.load(Ordering::Relaxed) >= limits.max_connections {
-                    limits.refused.fetch_add(1, Ordering::Relaxed);
                     if limits.refused_log.ready() {
                         log::warn!(
                             "{} tcp connections open, the most allowed: closing new ones \

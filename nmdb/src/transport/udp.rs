@@ -7,12 +7,7 @@ use std::net::SocketAddr;
 
 /// Binds a UDP socket; returns it and the address actually bound.
 pub fn bind(addr: SocketAddr) -> io::Result<(Datagram, SocketAddr)> {
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    let socket = DgramSocket::new(family, libc::SOCK_DGRAM, 0)?;
+    let socket = DgramSocket::new(nmdb_net::inet_family(&addr), libc::SOCK_DGRAM, 0)?;
     socket.bind(&SockAddr::from(addr))?;
     if addr.ip().is_unspecified() {
         // Answer from the address each request was sent to, not the one

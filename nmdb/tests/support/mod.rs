@@ -89,6 +89,12 @@ impl TestServer {
         Self::start_on(&dir.path().join("db"), &dir.path().join("nmdb.log"), extra)
     }
 
+    /// Starts a server with its database and log under `dir` and `extra`
+    /// options, which may switch TIPC and SCTP on or off.
+    pub fn start_in(dir: &TempDir, extra: &[&str]) -> TestServer {
+        Self::start_with(&dir.path().join("db"), &dir.path().join("log"), extra)
+    }
+
     /// Starts a server on the database at `db`, logging to `log`, on
     /// loopback TCP and UDP only.
     pub fn start_on(db: &Path, log: &Path, extra: &[&str]) -> TestServer {
@@ -279,6 +285,13 @@ impl Drop for TestServer {
 pub fn msg(req: Request<'_>, id: u32, flags: u16) -> Vec<u8> {
     let mut out = Vec::new();
     req.encode(id, flags, &mut out);
+    out
+}
+
+/// Encodes a request behind its TCP length prefix.
+pub fn framed(req: Request<'_>, id: u32, flags: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    req.encode_framed(id, flags, &mut out);
     out
 }
 
