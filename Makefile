@@ -7,7 +7,8 @@
 #                   Debian kernel under qemu (tests/kernel/run.sh)
 
 #   make bench      the benchmarks of BENCHMARKS.md (scripts/bench.sh)
-#   make install    install under $(DESTDIR)$(PREFIX); then run ldconfig
+#   make install    install under $(DESTDIR)$(PREFIX) (the systemd unit in
+#                   lib/systemd/system); then run ldconfig
 #   make uninstall  remove what install put there
 
 PREFIX ?= /usr/local
@@ -28,6 +29,7 @@ INCDIR := $(DESTDIR)$(PREFIX)/include
 PCDIR := $(LIBDIR)/pkgconfig
 MAN1DIR := $(DESTDIR)$(PREFIX)/share/man/man1
 MAN3DIR := $(DESTDIR)$(PREFIX)/share/man/man3
+UNITDIR := $(LIBDIR)/systemd/system
 
 .PHONY: all build run check test bench install uninstall clean
 
@@ -55,7 +57,7 @@ bench: build
 
 install:
 	@test -x $(REL)/nmdb -a -f $(REL)/libnmdb.so || { echo "run 'make' first" >&2; exit 1; }
-	install -d $(BINDIR) $(LIBDIR) $(INCDIR) $(PCDIR) $(MAN1DIR) $(MAN3DIR)
+	install -d $(BINDIR) $(LIBDIR) $(INCDIR) $(PCDIR) $(MAN1DIR) $(MAN3DIR) $(UNITDIR)
 	install -m 755 $(REL)/nmdb $(REL)/nmdb-stats $(BINDIR)/
 	install -m 755 $(REL)/libnmdb.so $(LIBDIR)/libnmdb.so.$(VERSION)
 	ln -sf libnmdb.so.$(VERSION) $(LIBDIR)/libnmdb.so.$(MAJOR)
@@ -66,12 +68,15 @@ install:
 	chmod 644 $(PCDIR)/libnmdb.pc
 	install -m 644 man/nmdb.1 man/nmdb-stats.1 $(MAN1DIR)/
 	install -m 644 man/libnmdb.3 $(MAN3DIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' contrib/systemd/nmdb.service.in > $(UNITDIR)/nmdb.service
+	chmod 644 $(UNITDIR)/nmdb.service
 
 uninstall:
 	rm -f $(BINDIR)/nmdb $(BINDIR)/nmdb-stats
 	rm -f $(LIBDIR)/libnmdb.so.$(VERSION) $(LIBDIR)/libnmdb.so.$(MAJOR) $(LIBDIR)/libnmdb.so $(LIBDIR)/libnmdb.a
 	rm -f $(INCDIR)/nmdb.h $(PCDIR)/libnmdb.pc
 	rm -f $(MAN1DIR)/nmdb.1 $(MAN1DIR)/nmdb-stats.1 $(MAN3DIR)/libnmdb.3
+	rm -f $(UNITDIR)/nmdb.service
 
 clean:
 	$(CARGO) clean

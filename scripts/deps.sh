@@ -31,6 +31,8 @@ if [ "$purpose" = test ]; then
     # full-disk test.
     need_cmd ss iproute2
     need_cmd mount mount
+    # systemd-analyze verifies the installed unit.
+    need_cmd systemd-analyze systemd
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then
@@ -51,6 +53,11 @@ done
 if [ "$purpose" = test ] && ! python3 -c 'import pytest' 2>/dev/null; then
     echo "deps: installing pytest"
     python3 -m pip install -q pytest || { echo "deps: cannot install pytest (python3 -m pip install pytest)" >&2; exit 1; }
+fi
+# The metrics test parses /metrics with Prometheus's own parser.
+if [ "$purpose" = test ] && ! python3 -c 'import prometheus_client.parser' 2>/dev/null; then
+    echo "deps: installing prometheus-client (Python)"
+    python3 -m pip install -q prometheus-client || { echo "deps: cannot install prometheus-client (python3 -m pip install prometheus-client)" >&2; exit 1; }
 fi
 if [ "$purpose" = test ] && ! cargo nextest --version >/dev/null 2>&1; then
     echo "deps: installing cargo-nextest"

@@ -1,7 +1,8 @@
 //! `make install` as a user runs it, then C programs written against the
 //! original API built the usual way (`pkg-config`, the installed header and
 //! library, shared and static) and run against the installed real server
-//! over TCP and UDP, one of them under valgrind.
+//! over TCP and UDP, one of them under valgrind; the installed systemd unit
+//! passes `systemd-analyze verify`.
 
 #[path = "../nmdb/tests/support/mod.rs"]
 mod support;
@@ -30,6 +31,12 @@ fn run_ok(cmd: &mut Command, what: &str) -> Output {
 
 /// Runs `make install DESTDIR=<dir> PREFIX=/usr/local`; returns the root.
 fn make_install(dest: &Path) -> PathBuf {
+    make_install_to(dest, Path::new(PREFIX));
+    dest.join(PREFIX.trim_start_matches('/'))
+}
+
+/// Runs `make install DESTDIR=<dest> PREFIX=<prefix>`.
+fn make_install_to(dest: &Path, prefix: &Path) {
     let target = release_dir().parent().unwrap().to_path_buf();
     run_ok(
         Command::new("make")
@@ -37,10 +44,9 @@ fn make_install(dest: &Path) -> PathBuf {
             .env("CARGO_TARGET_DIR", &target)
             .arg("install")
             .arg(format!("DESTDIR={}", dest.display()))
-            .arg(format!("PREFIX={PREFIX}")),
+            .arg(format!("PREFIX={}", prefix.display())),
         "make install",
     );
-    dest.join(PREFIX.trim_start_matches('/'))
 }
 
 /// Every file and link under `root`, relative, sorted.
@@ -99,6 +105,7 @@ fn make_install_lays_out_exactly_the_documented_files() {
         format!("lib/libnmdb.so.0 -> libnmdb.so.{version}"),
         format!("lib/libnmdb.so.{version}"),
         "lib/pkgconfig/libnmdb.pc".into(),
+        "lib/systemd/system/nmdb.service".into(),
         "share/man/man1/nmdb-stats.1".into(),
         "share/man/man1/nmdb.1".into(),
         "share/man/man3/libnmdb.3".into(),
@@ -119,6 +126,19 @@ fn make_install_lays_out_exactly_the_documented_files() {
     assert_eq!(
         libs,
         [format!("-L{}", root.join("lib").display()), "-lnmdb".into()]
+    );
+
+    // The unit runs the installed binary (the prefix, not the staging
+    // directory).
+    let unit = std::fs::read_to_string(root.join("lib/systemd/system/nmdb.service")).unwrap();
+    assert!(
+        unit.lines()
+            .any(|l| l == format!("ExecStart={PREFIX}/bin/nmdb -f -d /var/lib/nmdb")),
+        "{unit}"
+    );
+    assert!(
+        !unit.contains("@PREFIX@"),
+        "unsubstituted template:\n{unit}"
     );
 
     // make uninstall removes all of it (directories may stay).
@@ -260,4 +280,39 @@ fn guest_behaviour_program_passes_over_tcp_udp_and_both_on_one_handle() {
     }
     a.stop();
     b.stop();
+}
+
+/// The unit as installed, its `ExecStart` naming a binary that exists (the
+/// prefix is a real directory here, not a staging one) and its
+/// `Documentation=man:nmdb(1)` the installed page.
+#[test]
+fn installed_systemd_unit_passes_systemd_analyze_verify() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: systemd-analyze is not installed (Debian package systemd)");
+        return;
+    }
+    let prefix = TempDir::new("installed-unit");
+    make_install_to(Path::new(""), prefix.path());
+    let unit = prefix.path().join("lib/systemd/system/nmdb.service");
+    let mut verify = Command::new("systemd-analyze");
+    verify.arg("verify");
+    if Command::new("man").arg("--version").output().is_ok() {
+        verify.env("MANPATH", prefix.path().join("share/man"));
+    } else {
+        eprintln!("man is not installed (Debian package man-db): not checking Documentation=");
+        verify.arg("--man=no");
+    }
+    let out = run_ok(verify.arg(&unit), "systemd-analyze verify");
+    // Unknown or misspelt settings are only warned about.
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "systemd-analyze verify {}:\n{}{}",
+        unit.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -10,6 +10,14 @@
 //! read records the generation when it misses and may fill the cache only if
 //! no write touched the stripe since: a SET or DEL that arrives while the
 //! read is in flight always wins over the older database value.
+//!
+//! Memory: a bucket is one allocation holding its entries packed, each a
+//! varint key length, a varint value length, the key and the value, front
+//! entry first. With small objects the allocator's per-allocation overhead
+//! and per-entry pointers would otherwise cost more than the data (a key and
+//! a value allocated apart cost ~70 bytes beyond a 16-byte key and 100-byte
+//! value); packed, an object costs its bytes plus about 8. A write rebuilds
+//! its bucket (at most four entries) in a new exact-size allocation.
 
 use crate::incr::{self, NotANumber};
 use parking_lot::{Mutex, MutexGuard};
@@ -18,20 +26,161 @@ use parking_lot::{Mutex, MutexGuard};
 pub const BUCKET_WAYS: usize = 4;
 const MAX_STRIPES: usize = 1024;
 
-struct Entry {
-    key: Box<[u8]>,
-    value: Vec<u8>,
+/// A bucket's packed entries; empty buckets allocate nothing.
+type Packed = Box<[u8]>;
+
+/// One entry, borrowed from a packed bucket.
+#[derive(Clone, Copy)]
+struct Entry<'a> {
+    key: &'a [u8],
+    value: &'a [u8],
+}
+
+/// The entries of a packed bucket, front first.
+struct Entries<'a> {
+    items: [Entry<'a>; BUCKET_WAYS],
+    len: usize,
+}
+
+impl<'a> Entries<'a> {
+    fn unpack(mut bytes: &'a [u8]) -> Self {
+        let empty = Entry {
+            key: &[],
+            value: &[],
+        };
+        let mut items = [empty; BUCKET_WAYS];
+        let mut len = 0;
+        while !bytes.is_empty() && len < BUCKET_WAYS {
+            let (klen, rest) = read_varint(bytes);
+            let (vlen, rest) = read_varint(rest);
+            let (key, rest) = rest.split_at(klen);
+            let (value, rest) = rest.split_at(vlen);
+            items[len] = Entry { key, value };
+            len += 1;
+            bytes = rest;
+        }
+        Entries { items, len }
+    }
+
+    fn as_slice(&self) -> &[Entry<'a>] {
+        &self.items[..self.len]
+    }
+
+    fn position(&self, key: &[u8]) -> Option<usize> {
+        self.as_slice().iter().position(|e| e.key == key)
+    }
+}
+
+/// Appends `n` as LEB128.
+fn write_varint(out: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn varint_len(mut n: usize) -> usize {
+    let mut len = 1;
+    while n >= 0x80 {
+        n >>= 7;
+        len += 1;
+    }
+    len
+}
+
+/// Reads a LEB128 number written by [`write_varint`]; buckets are only
+/// ever written by [`pack`], so the bytes are well formed.
+fn read_varint(bytes: &[u8]) -> (usize, &[u8]) {
+    let mut n = 0usize;
+    for (i, &b) in bytes.iter().enumerate() {
+        n |= usize::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return (n, &bytes[i + 1..]);
+        }
+    }
+    unreachable!("a packed bucket ends inside a length")
+}
+
+/// Packs `entries` into one exact-size allocation.
+fn pack<'a>(entries: impl Iterator<Item = Entry<'a>> + Clone) -> Packed {
+    let size: usize = entries
+        .clone()
+        .map(|e| varint_len(e.key.len()) + varint_len(e.value.len()) + e.key.len() + e.value.len())
+        .sum();
+    let mut out = Vec::with_capacity(size);
+    for e in entries {
+        write_varint(&mut out, e.key.len());
+        write_varint(&mut out, e.value.len());
+        out.extend_from_slice(e.key);
+        out.extend_from_slice(e.value);
+    }
+    debug_assert_eq!(out.len(), out.capacity());
+    out.into_boxed_slice()
 }
 
 #[derive(Default)]
 struct Stripe {
-    buckets: Vec<Vec<Entry>>,
+    buckets: Vec<Packed>,
     generation: u64,
+    /// Entries held, and the bytes of their packed buckets.
+    objects: usize,
+    bytes: usize,
 }
 
 impl Stripe {
-    fn bucket(&mut self, index: usize) -> &mut Vec<Entry> {
-        &mut self.buckets[index]
+    /// Replaces bucket `index` with `packed` holding `objects` entries,
+    /// keeping the stripe's totals.
+    fn replace(&mut self, index: usize, packed: Packed, objects: usize, old_objects: usize) {
+        self.objects = self.objects + objects - old_objects;
+        self.bytes = self.bytes + packed.len() - self.buckets[index].len();
+        self.buckets[index] = packed;
+    }
+
+    /// Puts `key` at the front of bucket `index` with `value`, dropping its
+    /// old entry, or the last one when the bucket is full.
+    fn insert_front(&mut self, index: usize, key: &[u8], value: &[u8]) {
+        let old = Entries::unpack(&self.buckets[index]);
+        let others = old.as_slice().iter().filter(|e| e.key != key);
+        let kept = others.clone().count().min(BUCKET_WAYS - 1);
+        let new = Entry { key, value };
+        let packed = pack(std::iter::once(new).chain(others.copied().take(kept)));
+        let old_len = old.len;
+        self.replace(index, packed, kept + 1, old_len);
+    }
+
+    /// Gives entry `pos` of bucket `index` a new value in place (no
+    /// reordering).
+    fn rewrite_value(&mut self, index: usize, pos: usize, value: &[u8]) {
+        let old = Entries::unpack(&self.buckets[index]);
+        let entries = old.as_slice().iter().enumerate().map(|(i, e)| {
+            if i == pos {
+                Entry { key: e.key, value }
+            } else {
+                *e
+            }
+        });
+        let packed = pack(entries);
+        let n = old.len;
+        self.replace(index, packed, n, n);
+    }
+
+    /// Removes entry `pos` of bucket `index`.
+    fn remove(&mut self, index: usize, pos: usize) {
+        let old = Entries::unpack(&self.buckets[index]);
+        let n = old.len;
+        let packed = if n == 1 {
+            Packed::default()
+        } else {
+            pack(
+                old.as_slice()
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, _)| i != pos)
+                    .map(|(_, e)| *e),
+            )
+        };
+        self.replace(index, packed, n - 1, n);
     }
 }
 
@@ -86,8 +235,8 @@ impl Cache {
         let stripes = (0..nstripes)
             .map(|_| {
                 Mutex::new(Stripe {
-                    buckets: (0..per_stripe).map(|_| Vec::new()).collect(),
-                    generation: 0,
+                    buckets: (0..per_stripe).map(|_| Packed::default()).collect(),
+                    ..Stripe::default()
                 })
             })
             .collect();
@@ -100,6 +249,18 @@ impl Cache {
     /// Maximum number of objects held.
     pub fn capacity(&self) -> usize {
         self.buckets * BUCKET_WAYS
+    }
+
+    /// Objects held now. Takes every stripe's lock in turn: for reports,
+    /// not for the request path.
+    pub fn objects(&self) -> usize {
+        self.stripes.iter().map(|s| s.lock().objects).sum()
+    }
+
+    /// Bytes of keys and values held now, with their packing (two lengths
+    /// per entry). Like [`Cache::objects`], for reports.
+    pub fn bytes(&self) -> usize {
+        self.stripes.iter().map(|s| s.lock().bytes).sum()
     }
 
     fn locate(&self, hash: u64) -> (&Mutex<Stripe>, usize) {
@@ -133,11 +294,10 @@ impl Cache {
         if s.generation != ticket.generation {
             return false;
         }
-        let bucket = s.bucket(b);
-        if bucket.iter().any(|e| &*e.key == key) {
+        if Entries::unpack(&s.buckets[b]).position(key).is_some() {
             return false;
         }
-        insert_front(bucket, key, value);
+        s.insert_front(b, key, value);
         true
     }
 }
@@ -151,13 +311,8 @@ pub struct Locked<'a> {
 }
 
 impl Locked<'_> {
-    fn entries(&mut self) -> &mut Vec<Entry> {
-        let b = self.bucket;
-        self.stripe.bucket(b)
-    }
-
-    fn entry(&mut self, key: &[u8]) -> Option<&mut Entry> {
-        self.entries().iter_mut().find(|e| &*e.key == key)
+    fn entries(&self) -> Entries<'_> {
+        Entries::unpack(&self.stripe.buckets[self.bucket])
     }
 
     fn written(&mut self) {
@@ -165,7 +320,8 @@ impl Locked<'_> {
     }
 
     pub fn get(&mut self, key: &[u8]) -> Option<&[u8]> {
-        self.entry(key).map(|e| &e.value[..])
+        let entries = Entries::unpack(&self.stripe.buckets[self.bucket]);
+        entries.position(key).map(|i| entries.items[i].value)
     }
 
     /// What a later [`Cache::fill`] for this key needs.
@@ -178,68 +334,51 @@ impl Locked<'_> {
 
     pub fn set(&mut self, key: &[u8], value: &[u8]) {
         self.written();
-        insert_front(self.entries(), key, value);
+        let b = self.bucket;
+        self.stripe.insert_front(b, key, value);
     }
 
     /// Removes `key`; true if it was cached.
     pub fn del(&mut self, key: &[u8]) -> bool {
         self.written();
-        let bucket = self.entries();
-        match bucket.iter().position(|e| &*e.key == key) {
-            Some(i) => {
-                bucket.remove(i);
-                true
-            }
-            None => false,
-        }
+        let Some(pos) = self.entries().position(key) else {
+            return false;
+        };
+        let b = self.bucket;
+        self.stripe.remove(b, pos);
+        true
     }
 
     pub fn cas(&mut self, key: &[u8], old: &[u8], new: &[u8]) -> CasOutcome {
         self.written();
-        match self.entry(key) {
-            None => CasOutcome::NotCached,
-            Some(e) if e.value != old => CasOutcome::Mismatch,
-            Some(e) => {
-                e.value.clear();
-                e.value.extend_from_slice(new);
-                CasOutcome::Swapped
-            }
+        let entries = self.entries();
+        let Some(pos) = entries.position(key) else {
+            return CasOutcome::NotCached;
+        };
+        if entries.items[pos].value != old {
+            return CasOutcome::Mismatch;
         }
+        let b = self.bucket;
+        self.stripe.rewrite_value(b, pos, new);
+        CasOutcome::Swapped
     }
 
     pub fn incr(&mut self, key: &[u8], delta: i64) -> IncrOutcome {
         self.written();
-        match self.entry(key) {
-            None => IncrOutcome::NotCached,
-            Some(e) => match incr::increment(&mut e.value, delta) {
-                Ok(n) => IncrOutcome::Incremented(n),
-                Err(NotANumber) => IncrOutcome::NotANumber,
-            },
+        let entries = self.entries();
+        let Some(pos) = entries.position(key) else {
+            return IncrOutcome::NotCached;
+        };
+        let mut value = entries.items[pos].value.to_vec();
+        match incr::increment(&mut value, delta) {
+            Ok(n) => {
+                let b = self.bucket;
+                self.stripe.rewrite_value(b, pos, &value);
+                IncrOutcome::Incremented(n)
+            }
+            Err(NotANumber) => IncrOutcome::NotANumber,
         }
     }
-}
-
-fn insert_front(bucket: &mut Vec<Entry>, key: &[u8], value: &[u8]) {
-    if let Some(i) = bucket.iter().position(|e| &*e.key == key) {
-        let mut e = bucket.remove(i);
-        e.value.clear();
-        e.value.extend_from_slice(value);
-        bucket.insert(0, e);
-        return;
-    }
-    if bucket.capacity() == 0 {
-        bucket.reserve_exact(BUCKET_WAYS);
-    }
-    if bucket.len() == BUCKET_WAYS {
-        bucket.pop();
-    }
-    bucket.insert(
-        0,
-        Entry {
-            key: key.into(),
-            value: value.to_vec(),
-        },
-    );
 }
 
 #[cfg(test)]
@@ -357,5 +496,57 @@ mod tests {
             "the fill takes the stripe once free"
         );
         assert_eq!(c.lock(b"k").get(b"k"), Some(&b"db"[..]));
+    }
+
+    #[test]
+    fn cas_and_incr_keep_the_entry_in_place() {
+        let c = Cache::new(BUCKET_WAYS); // one bucket
+        for k in [b"1", b"2", b"3", b"4"] {
+            c.lock(k).set(k, b"7\0");
+        }
+        // "1" is now last: rewriting it must not move it to the front.
+        assert_eq!(c.lock(b"1").cas(b"1", b"7\0", b"8\0"), CasOutcome::Swapped);
+        assert_eq!(c.lock(b"1").incr(b"1", 100), IncrOutcome::Incremented(108));
+        c.lock(b"5").set(b"5", b"v"); // evicts the last entry, still "1"
+        assert!(get(&c, b"1").is_none());
+        for k in [b"2", b"3", b"4", b"5"] {
+            assert!(get(&c, k).is_some());
+        }
+    }
+
+    #[test]
+    fn keys_and_values_of_every_length_round_trip() {
+        let c = Cache::new(BUCKET_WAYS);
+        // Lengths on both sides of each varint width, empty ones included.
+        let lens = [0usize, 1, 127, 128, 16383, 16384, 65536];
+        for (i, &klen) in lens.iter().enumerate() {
+            let vlen = lens[lens.len() - 1 - i];
+            let key: Vec<u8> = (0..klen).map(|n| n as u8).collect();
+            let value: Vec<u8> = (0..vlen).map(|n| (n * 7) as u8).collect();
+            c.lock(&key).set(&key, &value);
+            assert_eq!(get(&c, &key).as_deref(), Some(&value[..]), "{klen}/{vlen}");
+        }
+    }
+
+    #[test]
+    fn objects_and_bytes_follow_every_change() {
+        let c = Cache::new(BUCKET_WAYS);
+        assert_eq!((c.objects(), c.bytes()), (0, 0));
+        c.lock(b"k").set(b"k", b"vv"); // 2 length bytes + 3
+        assert_eq!((c.objects(), c.bytes()), (1, 5));
+        c.lock(b"k").set(b"k", b"v"); // replaced, not added
+        assert_eq!((c.objects(), c.bytes()), (1, 4));
+        c.lock(b"j").set(b"j", b"");
+        assert_eq!((c.objects(), c.bytes()), (2, 7));
+        for k in [b"a", b"b", b"c"] {
+            c.lock(k).set(k, b"v");
+        }
+        assert_eq!(c.objects(), BUCKET_WAYS, "eviction keeps the count");
+        assert!(c.lock(b"c").del(b"c"));
+        assert_eq!(c.objects(), BUCKET_WAYS - 1);
+        for k in [b"a", b"b", b"k", b"j"] {
+            c.lock(k).del(k);
+        }
+        assert_eq!((c.objects(), c.bytes()), (0, 0));
     }
 }

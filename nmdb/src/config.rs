@@ -5,8 +5,9 @@
 //! Everything is validated here, before any file or socket is opened.
 
 use crate::backend::BackendKind;
+use crate::groupcommit::Durability;
 use clap::Parser;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 pub mod defaults {
@@ -29,6 +30,8 @@ pub mod defaults {
     pub const IDLE_TIMEOUT_SECS: u64 = 0;
     /// Bytes the database queue may hold, in MiB.
     pub const DB_QUEUE_MIB: usize = 64;
+    /// When synchronous writes are answered.
+    pub const DURABILITY: &str = "disk";
 }
 
 /// The options as typed; see [`Config`] for the validated form.
@@ -114,6 +117,14 @@ struct Args {
     /// Memory for requests queued for the database, in MiB
     #[arg(long = "db-queue-mib", value_name = "mib", default_value_t = defaults::DB_QUEUE_MIB)]
     db_queue_mib: usize,
+    /// Serve Prometheus metrics over HTTP at http://addr:port/metrics (off
+    /// unless given)
+    #[arg(long = "metrics", value_name = "addr:port")]
+    metrics: Option<String>,
+    /// When synchronous SET/DEL are answered: disk (fsynced, survives a
+    /// power loss) or process (written, survives a server crash)
+    #[arg(long = "durability", value_name = "level", default_value = defaults::DURABILITY)]
+    durability: String,
 }
 
 /// Where an IP transport listens, or `None` when switched off.
@@ -149,11 +160,33 @@ pub struct Config {
     pub idle_timeout: Option<std::time::Duration>,
     /// Bytes the database queue may hold before clients are slowed down.
     pub db_queue_bytes: usize,
+    /// Where to serve the Prometheus metrics (`None`: nowhere).
+    pub metrics: Option<SocketAddr>,
+    pub durability: Durability,
 }
 
 fn resolve(host: &str, what: &str) -> Result<IpAddr, String> {
     nmdb_net::resolve_host(host)
         .map_err(|e| format!("{what} '{host}' is not an address or a known host name: {e}"))
+}
+
+/// The address of `--metrics`: an IP address (IPv6 in brackets) or a host
+/// name, a colon and a port (0: one the kernel picks).
+fn metrics_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let bad = || format!("--metrics '{text}' is not ADDR:PORT (e.g. 127.0.0.1:9100 or [::1]:9100)");
+    // An address alone would split into a shorter one and a "port".
+    if text.parse::<IpAddr>().is_ok() {
+        return Err(bad());
+    }
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let port = port.parse().map_err(|_| bad())?;
+    if host.is_empty() || host.contains(':') {
+        return Err(bad());
+    }
+    Ok(SocketAddr::new(resolve(host, "--metrics host")?, port))
 }
 
 /// True when the user gave option `-<short>` (in any spelling).
@@ -179,6 +212,8 @@ impl Config {
         };
 
         let backend = BackendKind::parse(&a.backend).map_err(invalid)?;
+        let durability =
+            Durability::parse(&a.durability).map_err(|e| invalid(format!("--durability: {e}")))?;
         if a.cache_thousands == 0 {
             return Err(invalid(
                 "cache size (-c) must be at least 1 (thousands of objects)".into(),
@@ -251,6 +286,12 @@ impl Config {
                 )))
             }
         };
+        let metrics = a
+            .metrics
+            .as_deref()
+            .map(metrics_addr)
+            .transpose()
+            .map_err(invalid)?;
         let tipc_explicit = given(&matches, "tipc_lower") || given(&matches, "tipc_upper");
         let log_file = a.log_file.filter(|p| p.as_os_str() != "-");
         Ok(Config {
@@ -271,6 +312,8 @@ impl Config {
             idle_timeout: (a.idle_timeout > 0)
                 .then(|| std::time::Duration::from_secs(a.idle_timeout)),
             db_queue_bytes,
+            metrics,
+            durability,
         })
     }
 }
@@ -402,6 +445,31 @@ mod tests {
         assert_eq!(c.db_queue_bytes, 2 << 20);
         for bad in [["--max-connections", "0"], ["--db-queue-mib", "0"]] {
             assert!(parse(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn metrics_are_off_unless_given_an_address_and_port() {
+        assert_eq!(parse(&[]).unwrap().metrics, None);
+        for (arg, want) in [("127.0.0.1:9100", "127.0.0.1:9100"), ("[::1]:0", "[::1]:0")] {
+            let c = parse(&["--metrics", arg]).unwrap();
+            assert_eq!(c.metrics, Some(want.parse().unwrap()), "{arg}");
+        }
+        let named = parse(&["--metrics", "localhost:9100"])
+            .unwrap()
+            .metrics
+            .unwrap();
+        assert!(named.ip().is_loopback() && named.port() == 9100, "{named}");
+        for bad in [
+            "9100",
+            "127.0.0.1",
+            "127.0.0.1:http",
+            ":9100",
+            "::1:9100",
+            "[::1]",
+        ] {
+            let e = parse(&["--metrics", bad]).unwrap_err().to_string();
+            assert!(e.contains("--metrics") && e.contains(bad), "{bad}: {e}");
         }
     }
 

@@ -46,6 +46,7 @@ pub fn daemonize() -> io::Result<Ready> {
         let mut report = String::new();
         let _ = File::from(rd).read_to_string(&mut report);
         if report == "ok" {
+            crate::notify::daemon_ready(pid as u32);
             std::process::exit(0);
         }
         if report.is_empty() {

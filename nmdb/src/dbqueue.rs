@@ -8,8 +8,10 @@
 //! before it.
 //!
 //! A worker takes whatever has queued up and applies consecutive writes as
-//! one batch: one engine write, and one fsync for all the synchronous
-//! requests in it (group commit). A read of a key that the pending batch
+//! one batch: one engine write. Synchronous requests in it are answered
+//! once the write is durable: the worker hands their answers to the
+//! [`GroupCommit`], whose one fsync serves every worker's waiting requests,
+//! and goes on. A read of a key that the pending batch
 //! touches writes the batch first, so reads see the writes that came before
 //! them exactly as the backend stores them. Replies that promise durability
 //! or a database result (sync SET/DEL, CAS, INCR) are sent only after their
@@ -18,6 +20,7 @@
 use crate::backend::{Backend, BackendError, WriteOp};
 use crate::budget::QueueBudget;
 use crate::cache::{key_hash, Cache, FillTicket};
+use crate::groupcommit::{Durability, GroupCommit, SyncReply};
 use crate::incr::{self, NotANumber};
 use crate::reply::{Modes, ReplyTo};
 use crate::stats::Stats;
@@ -121,14 +124,24 @@ enum Msg {
 }
 
 /// Whether database writes fail now: the change is logged once each way,
-/// not once per failed batch.
+/// not once per failed batch. Also counts failures, reads included, for
+/// the metrics (STATS has a fixed set of counters).
 #[derive(Debug, Default)]
 pub struct WriteHealth {
     failing: AtomicBool,
+    failed_reads: std::sync::atomic::AtomicU64,
+    failed_writes: std::sync::atomic::AtomicU64,
 }
 
 impl WriteHealth {
-    fn failed(&self, e: &BackendError, changes: usize) {
+    /// Failed database reads and writes (batches) so far.
+    pub fn failures(&self) -> (u64, u64) {
+        let reads = self.failed_reads.load(Ordering::Relaxed);
+        (reads, self.failed_writes.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn failed(&self, e: &BackendError, changes: usize) {
+        self.failed_writes.fetch_add(1, Ordering::Relaxed);
         if !self.failing.swap(true, Ordering::Relaxed) {
             log::error!(
                 "database writes are failing ({e}); changes are answered ERR_DB \
@@ -139,10 +152,14 @@ impl WriteHealth {
         }
     }
 
-    fn succeeded(&self) {
+    pub(crate) fn succeeded(&self) {
         if self.failing.load(Ordering::Relaxed) && self.failing.swap(false, Ordering::Relaxed) {
             log::info!("database writes succeed again");
         }
+    }
+
+    fn read_failed(&self) {
+        self.failed_reads.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -155,6 +172,7 @@ pub struct Shared {
     pub modes: Arc<Modes>,
     pub cache_fill: bool,
     pub health: Arc<WriteHealth>,
+    pub durability: Durability,
 }
 
 pub struct DbQueue {
@@ -162,6 +180,8 @@ pub struct DbQueue {
     workers: Mutex<Vec<JoinHandle<()>>>,
     nworkers: usize,
     budget: Arc<QueueBudget>,
+    /// Present with [`Durability::Disk`].
+    commit: Option<Arc<GroupCommit>>,
 }
 
 impl DbQueue {
@@ -171,11 +191,24 @@ impl DbQueue {
     pub fn start(shared: Shared, nworkers: usize, budget_bytes: usize) -> std::io::Result<Self> {
         let nworkers = nworkers.max(1);
         let budget = Arc::new(QueueBudget::new(budget_bytes));
+        let commit = match shared.durability {
+            Durability::Disk => Some(Arc::new(GroupCommit::start(
+                shared.backend.clone(),
+                shared.modes.clone(),
+                shared.health.clone(),
+            )?)),
+            Durability::Process => None,
+        };
         let mut queues = Vec::with_capacity(nworkers);
         let mut workers = Vec::with_capacity(nworkers);
         for i in 0..nworkers {
             let queue = Arc::new(WorkQueue::new());
-            let mut worker = Worker::new(shared.clone(), queue.clone(), budget.clone());
+            let mut worker = Worker::new(
+                shared.clone(),
+                queue.clone(),
+                budget.clone(),
+                commit.clone(),
+            );
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("nmdb-db-{i}"))
@@ -191,6 +224,7 @@ impl DbQueue {
             workers: Mutex::new(workers),
             nworkers,
             budget,
+            commit,
         })
     }
 
@@ -241,6 +275,9 @@ impl DbQueue {
                 log::error!("a database worker panicked");
             }
         }
+        if let Some(commit) = &self.commit {
+            commit.shutdown();
+        }
     }
 }
 
@@ -275,33 +312,46 @@ struct Waiting {
 enum Deferred {
     Code(ReplyCode),
     Incr(i64),
+    /// `Ok` once the write is durable (synchronous SET and DEL).
+    Durable,
 }
 
 struct Worker {
     shared: Shared,
     queue: Arc<WorkQueue<Msg>>,
     budget: Arc<QueueBudget>,
+    commit: Option<Arc<GroupCommit>>,
     /// Bytes charged for the requests taken since the last release.
     taken: usize,
+    /// Requests taken since the last release.
+    taken_requests: usize,
     pending: Vec<WriteOp>,
     /// Key and value bytes in `pending`.
     pending_bytes: usize,
-    pending_sync: bool,
     waiting: Vec<Waiting>,
+    /// Answers of written synchronous requests, on their way to `commit`.
+    to_commit: Vec<SyncReply>,
     scratch: Vec<u8>,
 }
 
 impl Worker {
-    fn new(shared: Shared, queue: Arc<WorkQueue<Msg>>, budget: Arc<QueueBudget>) -> Self {
+    fn new(
+        shared: Shared,
+        queue: Arc<WorkQueue<Msg>>,
+        budget: Arc<QueueBudget>,
+        commit: Option<Arc<GroupCommit>>,
+    ) -> Self {
         Worker {
             shared,
             queue,
             budget,
+            commit,
             taken: 0,
+            taken_requests: 0,
             pending: Vec::new(),
             pending_bytes: 0,
-            pending_sync: false,
             waiting: Vec::new(),
+            to_commit: Vec::new(),
             scratch: Vec::new(),
         }
     }
@@ -320,6 +370,8 @@ impl Worker {
             // Written (or answered with an error): their bytes are free.
             if self.taken > 0 {
                 self.budget.release(std::mem::take(&mut self.taken));
+                self.budget
+                    .finished(std::mem::take(&mut self.taken_requests));
             }
             if !go_on {
                 return;
@@ -333,6 +385,7 @@ impl Worker {
             Msg::Stop => return false,
             Msg::Job(job, cost) => {
                 self.taken += cost;
+                self.taken_requests += 1;
                 self.execute(job);
             }
             Msg::Walk(walk) => {
@@ -365,14 +418,13 @@ impl Worker {
         self.shared.backend.get(key)
     }
 
-    fn queue_write(&mut self, op: WriteOp, sync: bool) {
+    fn queue_write(&mut self, op: WriteOp) {
         let size = op.size();
         if self.pending_bytes + size > MAX_BATCH_BYTES {
             self.flush();
         }
         self.pending_bytes += size;
         self.pending.push(op);
-        self.pending_sync |= sync;
     }
 
     fn wait_for_batch(&mut self, reply: Option<ReplyTo>, id: u32, answer: Deferred) {
@@ -399,17 +451,22 @@ impl Worker {
                 Err(e) => self.failed(reply, id, "get", e),
             },
             DbOp::Set { key, value, sync } => {
-                self.queue_write(WriteOp::Put { key, value }, sync);
-                self.wait_for_batch(reply, id, Deferred::Code(ReplyCode::Ok));
+                self.queue_write(WriteOp::Put { key, value });
+                let answer = if sync {
+                    Deferred::Durable
+                } else {
+                    Deferred::Code(ReplyCode::Ok)
+                };
+                self.wait_for_batch(reply, id, answer);
             }
             DbOp::Del { key, sync } if !sync => {
-                self.queue_write(WriteOp::Delete { key }, false);
+                self.queue_write(WriteOp::Delete { key });
                 self.wait_for_batch(reply, id, Deferred::Code(ReplyCode::Ok));
             }
             DbOp::Del { key, .. } => match self.read(&key) {
                 Ok(Some(_)) => {
-                    self.queue_write(WriteOp::Delete { key }, true);
-                    self.wait_for_batch(reply, id, Deferred::Code(ReplyCode::Ok));
+                    self.queue_write(WriteOp::Delete { key });
+                    self.wait_for_batch(reply, id, Deferred::Durable);
                 }
                 Ok(None) => self.answer(reply, id, Answer::Code(ReplyCode::NotIn)),
                 Err(e) => self.failed(reply, id, "delete", e),
@@ -420,7 +477,7 @@ impl Worker {
                     self.answer(reply, id, Answer::Code(ReplyCode::NoMatch))
                 }
                 Ok(Some(_)) => {
-                    self.queue_write(WriteOp::Put { key, value: new }, false);
+                    self.queue_write(WriteOp::Put { key, value: new });
                     self.wait_for_batch(reply, id, Deferred::Code(ReplyCode::Ok));
                 }
                 Err(e) => self.failed(reply, id, "cas", e),
@@ -429,7 +486,7 @@ impl Worker {
                 Ok(None) => self.answer(reply, id, Answer::Code(ReplyCode::NotIn)),
                 Ok(Some(mut value)) => match incr::increment(&mut value, delta) {
                     Ok(n) => {
-                        self.queue_write(WriteOp::Put { key, value }, false);
+                        self.queue_write(WriteOp::Put { key, value });
                         self.wait_for_batch(reply, id, Deferred::Incr(n));
                     }
                     Err(NotANumber) => self.answer(reply, id, Answer::Code(ReplyCode::NoMatch)),
@@ -441,10 +498,12 @@ impl Worker {
 
     fn failed(&mut self, reply: Option<ReplyTo>, id: u32, what: &str, e: BackendError) {
         log::error!("database {what} failed: {e}");
+        self.shared.health.read_failed();
         self.answer(reply, id, Answer::Error(ErrorCode::Db));
     }
 
-    /// Writes the pending batch, then sends the answers that waited for it.
+    /// Writes the pending batch, then sends the answers that waited for it
+    /// (those that wait for the disk, through the group commit).
     fn flush(&mut self) {
         if self.pending.is_empty() && self.waiting.is_empty() {
             return;
@@ -452,7 +511,7 @@ impl Worker {
         let result = if self.pending.is_empty() {
             Ok(())
         } else {
-            self.shared.backend.write(&self.pending, self.pending_sync)
+            self.shared.backend.write(&self.pending)
         };
         match &result {
             Err(e) => self.shared.health.failed(e, self.pending.len()),
@@ -461,11 +520,20 @@ impl Worker {
         }
         self.pending.clear();
         self.pending_bytes = 0;
-        self.pending_sync = false;
         let mut waiting = std::mem::take(&mut self.waiting);
         for w in waiting.drain(..) {
             let answer = match (&result, &w.answer) {
                 (Err(_), _) => Answer::Error(ErrorCode::Db),
+                (Ok(()), Deferred::Durable) => match &self.commit {
+                    Some(_) => {
+                        self.to_commit.push(SyncReply {
+                            id: w.id,
+                            reply: w.reply,
+                        });
+                        continue;
+                    }
+                    None => Answer::Code(ReplyCode::Ok),
+                },
                 (Ok(()), Deferred::Code(code)) => Answer::Code(*code),
                 (Ok(()), Deferred::Incr(n)) => Answer::Incr(*n),
             };
@@ -473,6 +541,9 @@ impl Worker {
                 .send(&self.shared.modes, w.id, answer, &mut self.scratch);
         }
         self.waiting = waiting;
+        if let Some(commit) = &self.commit {
+            commit.submit(&mut self.to_commit);
+        }
     }
 
     fn run_walk(&mut self, job: &WalkJob) {

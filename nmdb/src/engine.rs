@@ -9,12 +9,14 @@
 
 use crate::cache::{Cache, CasOutcome, IncrOutcome};
 use crate::dbqueue::{DbOp, DbQueue, Job, Walk};
+use crate::metrics::{Kind, Latency, Timer};
 use crate::reply::{write_answer, Modes, ReplyShape, ReplyTo};
 use crate::stats::Stats;
 use crate::throttle::EverySecond;
 use nmdb_proto::request::{self, Header, ParseError, Request};
 use nmdb_proto::{Answer, Counter, ErrorCode, ReplyCode};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A transport's side of one request.
 pub trait Link {
@@ -49,6 +51,8 @@ pub struct Engine {
     pub cache_fill: bool,
     /// Paces the warning about refused datagram requests.
     pub queue_full_log: EverySecond,
+    /// Request latencies, when metrics are on (`--metrics`).
+    pub latency: Option<Arc<Latency>>,
 }
 
 /// Appends answers unless the server is passive.
@@ -56,12 +60,30 @@ struct Out<'a> {
     buf: &'a mut Vec<u8>,
     shape: ReplyShape,
     silent: bool,
+    /// When metrics are on: the request's kind and when it was parsed,
+    /// taken by its answer or by the reply the database queue sends.
+    timing: Option<(&'a Arc<Latency>, Kind, Instant)>,
 }
 
 impl Out<'_> {
     fn answer(&mut self, id: u32, answer: Answer<'_>) {
         if !self.silent {
             write_answer(self.buf, self.shape, id, answer);
+            // Recorded as the answer joins the transport's output, which
+            // is written once the messages of this read are handled.
+            if let Some((latency, kind, started)) = self.timing.take() {
+                latency.record(kind, started.elapsed());
+            }
+        }
+    }
+
+    /// `reply`, carrying the request's start when metrics are on.
+    fn later(&mut self, reply: ReplyTo) -> ReplyTo {
+        match self.timing.take() {
+            Some((latency, kind, started)) => {
+                reply.timed(Timer::new(latency.clone(), kind, started))
+            }
+            None => reply,
         }
     }
 
@@ -77,9 +99,13 @@ impl Engine {
             buf: out,
             shape: link.shape(),
             silent: self.modes.passive(),
+            timing: None,
         };
         match request::parse(msg) {
             Ok((header, req)) => {
+                if let Some(latency) = &self.latency {
+                    out.timing = Some((latency, Kind::of(&header, &req), Instant::now()));
+                }
                 self.execute(header, req, link, &mut out);
                 Disposition::Continue
             }
@@ -114,8 +140,15 @@ impl Engine {
     /// Queues database work. Callers hold the key's cache stripe, so the
     /// queue sees the key's writes in the order the cache did.
     /// `answer_later`: the queue answers (else it was answered already).
-    fn submit(&self, op: DbOp, id: u32, link: &mut dyn Link, answer_later: bool) {
-        let reply = answer_later.then(|| link.defer());
+    fn submit(
+        &self,
+        op: DbOp,
+        id: u32,
+        link: &mut dyn Link,
+        out: &mut Out<'_>,
+        answer_later: bool,
+    ) {
+        let reply = answer_later.then(|| out.later(link.defer()));
         link.queued_for_db();
         self.db.submit(Job { op, id, reply });
     }
@@ -184,7 +217,7 @@ impl Engine {
                             old: old.to_vec(),
                             new: new.to_vec(),
                         };
-                        self.submit(op, id, link, true);
+                        self.submit(op, id, link, out, true);
                     }
                 }
             }
@@ -200,7 +233,7 @@ impl Engine {
                             key: key.to_vec(),
                             delta,
                         };
-                        self.submit(op, id, link, true);
+                        self.submit(op, id, link, out, true);
                     }
                 }
             }
@@ -210,12 +243,12 @@ impl Engine {
             }
             Request::FirstKey => {
                 self.stats.inc(Counter::DbFirstKey);
-                self.db.walk(Walk::First, id, Some(link.defer()));
+                self.db.walk(Walk::First, id, Some(out.later(link.defer())));
             }
             Request::NextKey { key } => {
                 self.stats.inc(Counter::DbNextKey);
-                self.db
-                    .walk(Walk::Next(key.to_vec()), id, Some(link.defer()));
+                let reply = out.later(link.defer());
+                self.db.walk(Walk::Next(key.to_vec()), id, Some(reply));
             }
         }
     }
@@ -241,9 +274,9 @@ impl Engine {
     /// written, an asynchronous one at once.
     fn submit_write(&self, op: DbOp, id: u32, sync: bool, link: &mut dyn Link, out: &mut Out<'_>) {
         if sync {
-            self.submit(op, id, link, true);
+            self.submit(op, id, link, out, true);
         } else {
-            self.submit(op, id, link, false);
+            self.submit(op, id, link, out, false);
             out.code(id, ReplyCode::Ok);
         }
     }
@@ -266,6 +299,6 @@ impl Engine {
             key: key.to_vec(),
             fill: self.cache_fill.then(|| slot.ticket()),
         };
-        self.submit(op, id, link, true);
+        self.submit(op, id, link, out, true);
     }
 }

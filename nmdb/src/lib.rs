@@ -9,7 +9,8 @@
 //!   it on a [`backend`] and answers through [`reply`].
 //!
 //! [`Server`] puts them together; `main.rs` only adds the process concerns
-//! ([`run`]: daemon, log file, pid file, signals).
+//! ([`run`]: daemon, log file, pid file, signals, and [`notify`] for the
+//! service manager).
 
 pub mod backend;
 pub mod budget;
@@ -19,8 +20,11 @@ pub mod daemon;
 pub mod dbqueue;
 pub mod engine;
 pub mod fdlimit;
+pub mod groupcommit;
 pub mod incr;
 pub mod logfile;
+pub mod metrics;
+pub mod notify;
 pub mod reply;
 pub mod run;
 pub mod server;

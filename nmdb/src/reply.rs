@@ -3,6 +3,7 @@
 //! later. Passive mode and the datagram size limit are enforced here, once,
 //! for every transport.
 
+use crate::metrics::Timer;
 use nmdb_proto::{begin_frame, end_frame, Answer, ErrorCode, MAX_MSG_SIZE, TCP_PREFIX_LEN};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -100,19 +101,31 @@ pub struct StreamReply {
     _slot: OwnedSemaphorePermit,
 }
 
-/// Where the database queue sends an answer.
+/// Where the database queue sends an answer. `timer`, set by the engine
+/// when metrics are on, records the request's latency as the answer is
+/// sent (just before: a client that has its answer finds it counted).
 pub enum ReplyTo {
     Stream {
         tx: mpsc::UnboundedSender<StreamReply>,
         slot: OwnedSemaphorePermit,
+        timer: Option<Timer>,
     },
     Datagram {
         socket: Arc<dyn DatagramSend>,
         peer: PeerAddr,
+        timer: Option<Timer>,
     },
 }
 
 impl ReplyTo {
+    /// This reply, recording its request's latency when sent.
+    pub fn timed(mut self, t: Timer) -> Self {
+        match &mut self {
+            ReplyTo::Stream { timer, .. } | ReplyTo::Datagram { timer, .. } => *timer = Some(t),
+        }
+        self
+    }
+
     /// Sends the answer unless the server is passive. `scratch` is a
     /// buffer the caller reuses between replies.
     pub fn send(self, modes: &Modes, id: u32, answer: Answer<'_>, scratch: &mut Vec<u8>) {
@@ -120,15 +133,25 @@ impl ReplyTo {
             return;
         }
         match self {
-            ReplyTo::Stream { tx, slot } => {
+            ReplyTo::Stream { tx, slot, timer } => {
                 let mut bytes = Vec::with_capacity(4 + answer.encoded_len());
                 write_answer(&mut bytes, STREAM_SHAPE, id, answer);
+                if let Some(t) = timer {
+                    t.stop();
+                }
                 // The connection may be gone; its client no longer waits.
                 let _ = tx.send(StreamReply { bytes, _slot: slot });
             }
-            ReplyTo::Datagram { socket, peer } => {
+            ReplyTo::Datagram {
+                socket,
+                peer,
+                timer,
+            } => {
                 scratch.clear();
                 write_answer(scratch, socket.shape(), id, answer);
+                if let Some(t) = timer {
+                    t.stop();
+                }
                 if let Err(e) = socket.send_to(scratch, &peer) {
                     log::debug!("reply to {peer:?} failed: {e}");
                 }

@@ -2,7 +2,7 @@
 //! files, and signals.
 
 use crate::config::Config;
-use crate::{daemon, logfile, Server};
+use crate::{daemon, logfile, notify, Server};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 use std::path::Path;
@@ -65,8 +65,11 @@ pub fn main() -> ExitCode {
             return fail(ready, e.to_string());
         }
     }
-    if let Some(r) = ready {
-        r.started();
+    match ready {
+        // The waiting parent is the process the service manager started:
+        // it tells it, with this process's pid (see notify.rs).
+        Some(r) => r.started(),
+        None => notify::ready(),
     }
     log::info!("ready");
 
@@ -93,6 +96,7 @@ pub fn main() -> ExitCode {
             }
         }
     }
+    notify::stopping();
     server.shutdown();
     if let Some(path) = &cfg.pid_file {
         let _ = std::fs::remove_file(path);

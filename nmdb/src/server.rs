@@ -6,6 +6,7 @@ use crate::cache::Cache;
 use crate::config::{Config, Listen};
 use crate::dbqueue::{DbQueue, Shared, WriteHealth};
 use crate::engine::Engine;
+use crate::metrics::{self, Latency};
 use crate::reply::Modes;
 use crate::stats::Stats;
 use crate::throttle::EverySecond;
@@ -43,6 +44,8 @@ pub struct LocalAddrs {
     pub sctp: Option<SocketAddr>,
     /// The TIPC instance range bound.
     pub tipc: Option<(u32, u32)>,
+    /// Where the metrics are served (`--metrics`).
+    pub metrics: Option<SocketAddr>,
 }
 
 pub struct Server {
@@ -109,13 +112,15 @@ impl Server {
         let cache = Arc::new(Cache::new(cfg.cache_objects));
         let stats = Arc::new(Stats::default());
         let modes = Arc::new(Modes::new(cfg.read_only, cfg.passive));
+        let health = Arc::new(WriteHealth::default());
         let shared = Shared {
             backend: backend.clone(),
             cache: cache.clone(),
             stats: stats.clone(),
             modes: modes.clone(),
             cache_fill: cfg.cache_fill,
-            health: Arc::new(WriteHealth::default()),
+            health: health.clone(),
+            durability: cfg.durability,
         };
         let db = DbQueue::start(shared, DB_WORKERS, cfg.db_queue_bytes)
             .map_err(|e| StartError(format!("cannot start the database workers: {e}")))?;
@@ -126,6 +131,7 @@ impl Server {
             modes,
             cache_fill: cfg.cache_fill,
             queue_full_log: EverySecond::default(),
+            latency: cfg.metrics.map(|_| Arc::new(Latency::new())),
         });
         log::info!(
             "cache of {} objects{}{}{}",
@@ -151,11 +157,39 @@ impl Server {
                 cfg.idle_timeout,
             )),
         };
-        if let Err(e) = server.start_transports(cfg) {
+        if let Err(e) = server
+            .start_transports(cfg)
+            .and_then(|()| server.start_metrics(cfg, health))
+        {
             server.shutdown();
             return Err(e);
         }
         Ok(server)
+    }
+
+    /// Serves the metrics (`--metrics`). Bound before the server reports
+    /// ready: from then on a scraper finds them.
+    fn start_metrics(&mut self, cfg: &Config, health: Arc<WriteHealth>) -> Result<(), StartError> {
+        let (Some(addr), Some(latency)) = (cfg.metrics, self.engine.latency.clone()) else {
+            return Ok(());
+        };
+        let registry = metrics::registry(metrics::Sources {
+            engine: self.engine.clone(),
+            backend: self.backend.clone(),
+            tcp: self.tcp_limits.clone(),
+            health,
+            latency,
+        });
+        let runtime = self.runtime()?;
+        let _guard = runtime.enter();
+        let listener = tcp::bind(addr)
+            .map_err(|e| StartError(format!("cannot serve metrics on {addr}: {e}")))?;
+        let local = listener.local_addr().unwrap_or(addr);
+        runtime.spawn(metrics::http::serve(listener, registry));
+        drop(_guard);
+        self.addrs.metrics = Some(local);
+        log::info!("listening on metrics {local}");
+        Ok(())
     }
 
     fn start_transports(&mut self, cfg: &Config) -> Result<(), StartError> {

@@ -126,30 +126,70 @@ fn data_survives_a_clean_restart() {
     server.stop();
 }
 
-#[test]
-fn sync_sets_survive_kill_9_right_after_the_reply() {
-    let dir = TempDir::new("kill9");
-    let server = TestServer::start(&dir, &[]);
-    let mut c = server.tcp_client();
-    for i in 0..500u32 {
-        let key = format!("sync-{i}");
-        assert_eq!(
-            code(&c.call(&set(key.as_bytes(), &i.to_be_bytes(), FLAGS_SYNC))),
-            ReplyCode::Ok
-        );
-    }
+/// Sync SETs and DELs from several clients at once (so that the disk
+/// level's group commit answers many per fsync), then SIGKILL right after
+/// the last reply: every acknowledged change is there after a restart.
+fn sync_writes_survive_kill_9(durability: &str) {
+    const CLIENTS: u32 = 4;
+    const PER_CLIENT: u32 = 150;
+    let dir = TempDir::new(&format!("kill9-{durability}"));
+    let level = ["--durability", durability];
+    let server = TestServer::start(&dir, &level);
+    std::thread::scope(|s| {
+        for c in 0..CLIENTS {
+            let mut client = server.tcp_client();
+            s.spawn(move || {
+                for i in 0..PER_CLIENT {
+                    let key = format!("sync-{c}-{i}");
+                    let reply = client.call(&set(key.as_bytes(), &i.to_be_bytes(), FLAGS_SYNC));
+                    assert_eq!(code(&reply), ReplyCode::Ok, "{key}");
+                    if i % 3 == 0 {
+                        let reply = client.call(&del(key.as_bytes(), FLAGS_SYNC));
+                        assert_eq!(code(&reply), ReplyCode::Ok, "del {key}");
+                    }
+                }
+            });
+        }
+    });
     server.kill9();
-    let server = TestServer::start(&dir, &[]);
+    let server = TestServer::start(&dir, &level);
     let mut c = server.tcp_client();
-    for i in 0..500u32 {
-        let key = format!("sync-{i}");
-        assert_eq!(
-            data(&c.call(&get(key.as_bytes(), 0))),
-            i.to_be_bytes(),
-            "{key} lost"
-        );
+    for client in 0..CLIENTS {
+        for i in 0..PER_CLIENT {
+            let key = format!("sync-{client}-{i}");
+            let reply = c.call(&get(key.as_bytes(), 0));
+            if i % 3 == 0 {
+                assert_eq!(code(&reply), ReplyCode::NotIn, "deleted {key} is back");
+            } else {
+                assert_eq!(data(&reply), i.to_be_bytes(), "{key} lost");
+            }
+        }
     }
     server.stop();
+}
+
+#[test]
+fn sync_writes_survive_kill_9_right_after_the_reply_at_disk_durability() {
+    sync_writes_survive_kill_9("disk");
+}
+
+#[test]
+fn sync_writes_survive_kill_9_right_after_the_reply_at_process_durability() {
+    sync_writes_survive_kill_9("process");
+}
+
+#[test]
+fn an_unknown_durability_is_refused_with_the_choices() {
+    let out = std::process::Command::new(nmdb_bin())
+        .args(["--durability", "fsync", "-f"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("'fsync'") && err.contains("disk, process"),
+        "{err}"
+    );
 }
 
 #[test]

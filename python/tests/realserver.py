@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 _READY_TIMEOUT = 60  # seconds; RocksDB opens slowly on a loaded machine
 _STOP_TIMEOUT = 30
 _LISTEN = re.compile(r"listening on (tcp|udp) \S*:(\d+)$", re.MULTILINE)
+_METRICS = re.compile(r"listening on metrics \[?([^\s\]]+)\]?:(\d+)$", re.MULTILINE)
 
 
 def release_dirs():
@@ -56,15 +57,19 @@ def _task_state(task):
 class Server:
     """One nmdb process with its own database directory and log."""
 
-    def __init__(self, binary, workdir, host="127.0.0.1"):
-        """host: the loopback address to listen on (127.0.0.1 or ::1)."""
+    def __init__(self, binary, workdir, host="127.0.0.1", extra_args=()):
+        """host: the loopback address to listen on (127.0.0.1 or ::1);
+        extra_args: more options, e.g. ("--metrics", "127.0.0.1:0")."""
         self.binary = binary
+        self.extra_args = list(extra_args)
         self.host = host
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log = self.workdir / "log"
         self.process = None
         self.tcp_port = self.udp_port = None
+        # (host, port) of the metrics endpoint, when --metrics is given.
+        self.metrics_address = None
 
     def start(self, tcp_port=0, udp_port=0):
         """Starts the server and waits until its log says it is ready; port
@@ -76,6 +81,7 @@ class Server:
             str(self.binary), "-f", "--no-tipc", "--no-sctp",
             "-T", self.host, "-U", self.host, "-t", str(tcp_port), "-u", str(udp_port),
             "-d", str(self.workdir / "db"), "-o", str(self.log),
+            *self.extra_args,
         ]
         # fmt: on
         stderr = open(self.workdir / "stderr", "ab")
@@ -96,6 +102,9 @@ class Server:
             time.sleep(0.02)
         ports = dict((proto, int(port)) for proto, port in _LISTEN.findall(text))
         self.tcp_port, self.udp_port = ports["tcp"], ports["udp"]
+        metrics = _METRICS.search(text)
+        if metrics:
+            self.metrics_address = (metrics.group(1), int(metrics.group(2)))
         return self
 
     def stop(self):

@@ -60,9 +60,13 @@ pub trait Backend: Send + Sync {
     /// The stored value of `key`.
     fn get(&self, key: &[u8]) -> BackendResult<Option<Vec<u8>>>;
 
-    /// Applies `ops` in order, atomically. With `sync`, returns only once
-    /// the batch is durable (survives the process being killed).
-    fn write(&self, ops: &[WriteOp], sync: bool) -> BackendResult<()>;
+    /// Applies `ops` in order, atomically. Once this returns the batch
+    /// survives the server process being killed, not yet a power loss.
+    fn write(&self, ops: &[WriteOp]) -> BackendResult<()>;
+
+    /// Makes every write returned so far durable (on disk, surviving a
+    /// power loss). Called for a group of synchronous requests at once.
+    fn make_durable(&self) -> BackendResult<()>;
 
     /// Some key of the database (the start of a walk), `None` when empty.
     fn first_key(&self) -> BackendResult<Option<Vec<u8>>>;
@@ -73,6 +77,21 @@ pub trait Backend: Send + Sync {
 
     /// Makes every applied write durable; called once before a clean exit.
     fn flush(&self) -> BackendResult<()>;
+
+    /// The engine's own figures, read when metrics are scraped
+    /// (`--metrics`); none unless the engine has some.
+    fn gauges(&self) -> Vec<EngineGauge> {
+        Vec::new()
+    }
+}
+
+/// One figure of a storage engine, exposed as gauge `nmdb_<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineGauge {
+    /// With its unit, e.g. `rocksdb_memtable_bytes`.
+    pub name: &'static str,
+    pub help: &'static str,
+    pub value: u64,
 }
 
 /// The backends this server can run, by the name given to `-b`.
@@ -143,27 +162,25 @@ pub(crate) mod conformance {
     }
 
     pub fn batch_applies_in_order(b: &dyn Backend) {
-        b.write(
-            &[
-                put(b"k", b"1"),
-                put(b"k", b"2"),
-                put(b"gone", b"x"),
-                del(b"gone"),
-            ],
-            false,
-        )
+        b.write(&[
+            put(b"k", b"1"),
+            put(b"k", b"2"),
+            put(b"gone", b"x"),
+            del(b"gone"),
+        ])
         .unwrap();
         assert_eq!(b.get(b"k").unwrap().as_deref(), Some(&b"2"[..]));
         assert_eq!(b.get(b"gone").unwrap(), None);
     }
 
-    pub fn sync_write_is_readable(b: &dyn Backend) {
-        b.write(&[put(b"s", b"v")], true).unwrap();
+    pub fn durable_write_is_readable(b: &dyn Backend) {
+        b.write(&[put(b"s", b"v")]).unwrap();
+        b.make_durable().unwrap();
         assert_eq!(b.get(b"s").unwrap().as_deref(), Some(&b"v"[..]));
     }
 
     pub fn empty_and_binary_values_round_trip(b: &dyn Backend) {
-        b.write(&[put(b"", b""), put(b"\0\xff", b"\0\x01\0")], false)
+        b.write(&[put(b"", b""), put(b"\0\xff", b"\0\x01\0")])
             .unwrap();
         assert_eq!(b.get(b"").unwrap().as_deref(), Some(&b""[..]));
         assert_eq!(b.get(b"\0\xff").unwrap().as_deref(), Some(&b"\0\x01\0"[..]));
@@ -173,7 +190,7 @@ pub(crate) mod conformance {
         assert_eq!(b.first_key().unwrap(), None);
         let keys: Vec<Vec<u8>> = (0..50u8).map(|i| vec![b'k', i]).collect();
         let ops: Vec<_> = keys.iter().map(|k| put(k, b"v")).collect();
-        b.write(&ops, false).unwrap();
+        b.write(&ops).unwrap();
         let mut seen = Vec::new();
         let mut cur = b.first_key().unwrap();
         while let Some(k) = cur {
@@ -188,10 +205,11 @@ pub(crate) mod conformance {
     /// Every shape of write is accepted, synchronous or not, and flushing
     /// succeeds: what the server relies on from any backend.
     pub fn writes_of_every_shape_are_accepted(b: &dyn Backend) {
-        b.write(&[], false).unwrap();
-        b.write(&[put(b"k", b"v"), del(b"k"), del(b"never")], false)
+        b.write(&[]).unwrap();
+        b.make_durable().unwrap();
+        b.write(&[put(b"k", b"v"), del(b"k"), del(b"never")])
             .unwrap();
-        b.write(&[put(b"", b""), put(b"\0\xff", &[0xa5; 65536])], true)
+        b.write(&[put(b"", b""), put(b"\0\xff", &[0xa5; 65536])])
             .unwrap();
         b.flush().unwrap();
     }
@@ -206,7 +224,7 @@ pub(crate) mod conformance {
     pub fn run_all(make: &dyn Fn() -> Box<dyn Backend>) {
         run_common(make);
         batch_applies_in_order(&*make());
-        sync_write_is_readable(&*make());
+        durable_write_is_readable(&*make());
         empty_and_binary_values_round_trip(&*make());
         walk_visits_every_key_once(&*make());
     }

@@ -10,7 +10,11 @@ impl Backend for NullBackend {
         Ok(None)
     }
 
-    fn write(&self, _ops: &[WriteOp], _sync: bool) -> BackendResult<()> {
+    fn write(&self, _ops: &[WriteOp]) -> BackendResult<()> {
+        Ok(())
+    }
+
+    fn make_durable(&self) -> BackendResult<()> {
         Ok(())
     }
 
@@ -39,13 +43,10 @@ mod tests {
     #[test]
     fn writes_are_accepted_and_forgotten() {
         let b = NullBackend;
-        b.write(
-            &[WriteOp::Put {
-                key: b"k".to_vec(),
-                value: b"v".to_vec(),
-            }],
-            true,
-        )
+        b.write(&[WriteOp::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        }])
         .unwrap();
         assert_eq!(b.get(b"k").unwrap(), None);
     }

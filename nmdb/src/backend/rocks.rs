@@ -1,7 +1,7 @@
 //! RocksDB, the default backend. The database directory is created when
-//! missing. Asynchronous requests write through the WAL without fsync (a
-//! process crash keeps them, since the WAL is in the kernel's page cache);
-//! synchronous ones fsync the WAL before returning.
+//! missing. Every write goes through the write-ahead log without an fsync
+//! (a process crash keeps it: the log is in the kernel's page cache);
+//! [`Backend::make_durable`] fsyncs the log once for every write before it.
 
 use super::{Backend, BackendError, BackendResult, WriteOp};
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
@@ -9,8 +9,7 @@ use std::path::Path;
 
 pub struct RocksBackend {
     db: DB,
-    async_write: WriteOptions,
-    sync_write: WriteOptions,
+    write_options: WriteOptions,
 }
 
 fn engine(e: rocksdb::Error) -> BackendError {
@@ -38,12 +37,9 @@ impl RocksBackend {
         let db = DB::open(&opts, path).map_err(|e| {
             BackendError::Engine(format!("opening {}: {}", path.display(), e.into_string()))
         })?;
-        let mut sync_write = WriteOptions::default();
-        sync_write.set_sync(true);
         Ok(Self {
             db,
-            async_write: WriteOptions::default(),
-            sync_write,
+            write_options: WriteOptions::default(),
         })
     }
 }
@@ -53,7 +49,7 @@ impl Backend for RocksBackend {
         self.db.get(key).map_err(engine)
     }
 
-    fn write(&self, ops: &[WriteOp], sync: bool) -> BackendResult<()> {
+    fn write(&self, ops: &[WriteOp]) -> BackendResult<()> {
         let mut batch = WriteBatch::default();
         for op in ops {
             match op {
@@ -61,12 +57,15 @@ impl Backend for RocksBackend {
                 WriteOp::Delete { key } => batch.delete(key),
             }
         }
-        let opts = if sync {
-            &self.sync_write
-        } else {
-            &self.async_write
-        };
-        self.db.write_opt(batch, opts).map_err(engine)
+        self.db
+            .write_opt(batch, &self.write_options)
+            .map_err(engine)
+    }
+
+    fn make_durable(&self) -> BackendResult<()> {
+        // With the log written at every write (no manual WAL flush), this
+        // is an fsync of the log files: SyncWAL.
+        self.db.flush_wal(true).map_err(engine)
     }
 
     fn first_key(&self) -> BackendResult<Option<Vec<u8>>> {
@@ -91,6 +90,36 @@ impl Backend for RocksBackend {
     fn flush(&self) -> BackendResult<()> {
         self.db.flush_wal(true).map_err(engine)?;
         self.db.flush().map_err(engine)
+    }
+
+    fn gauges(&self) -> Vec<super::EngineGauge> {
+        use rocksdb::properties as p;
+        let figures = [
+            (
+                p::CUR_SIZE_ALL_MEM_TABLES,
+                "rocksdb_memtable_bytes",
+                "Bytes in RocksDB's memtables, active and waiting to be flushed.",
+            ),
+            (
+                p::ESTIMATE_PENDING_COMPACTION_BYTES,
+                "rocksdb_pending_compaction_bytes",
+                "Bytes RocksDB estimates it must rewrite to finish compacting.",
+            ),
+            (
+                p::ESTIMATE_LIVE_DATA_SIZE,
+                "rocksdb_live_data_bytes",
+                "Bytes of live data RocksDB estimates the database holds.",
+            ),
+        ];
+        let mut gauges = Vec::new();
+        for (property, name, help) in figures {
+            match self.db.property_int_value(property) {
+                Ok(Some(value)) => gauges.push(super::EngineGauge { name, help, value }),
+                Ok(None) => {}
+                Err(e) => log::debug!("reading RocksDB's {name}: {e}"),
+            }
+        }
+        gauges
     }
 }
 
@@ -117,13 +146,10 @@ mod tests {
         let dir = temp_dir("reopen");
         {
             let b = RocksBackend::open(&dir).unwrap();
-            b.write(
-                &[WriteOp::Put {
-                    key: b"k".to_vec(),
-                    value: b"v".to_vec(),
-                }],
-                false,
-            )
+            b.write(&[WriteOp::Put {
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+            }])
             .unwrap();
             b.flush().unwrap();
         }

@@ -1,28 +1,56 @@
-//! A quick side-by-side benchmark: ops/s of a running `nmdb` against an
-//! echo server (the loopback round-trip limit) over the same transport, in
-//! the same run.
+//! The benchmark behind `make bench`: every figure of BENCHMARKS.md next to
+//! its reference, in one run.
 //!
-//! Usage: nmdb-bench [--nmdb PATH] [--ops N] [--clients N]
+//! Usage: nmdb-bench [--nmdb PATH] [--ops N] [--clients N] [--rounds N]
+//!                   [--only TEXT]
 //!
-//! It starts `nmdb` itself (foreground, loopback, a temporary RocksDB
-//! directory) and an in-process echo server that answers each message with
-//! a reply of the same size an nmdb reply has. Pin it to one CPU with
-//! `taskset -c 0` for single-client figures on a VM that idles CPUs.
+//! `--only` runs just the request cases whose name contains TEXT (e.g.
+//! "tcp sync"), for profiling one path.
+//!
+//! 1. Disk: a loop of 128-byte appends, each followed by `fdatasync`, in
+//!    the directory the server's database is in: what making one write
+//!    durable costs on this filesystem.
+//! 2. Requests: ops/s of `nmdb` (loopback, RocksDB in a temporary
+//!    directory) in every mode over TCP and UDP, next to an echo server (a
+//!    process of its own answering each message with a reply of the size
+//!    nmdb's has: the loopback round-trip limit), with the CPU time each
+//!    spends per request. Every case runs `rounds` times, nmdb and echo
+//!    interleaved, and the median is shown, so that a disturbance in one
+//!    round does not decide the figure. Synchronous writes at the default
+//!    durability are also set against their own limit, one fdatasync plus
+//!    one round trip, and their 8-client rate against the 1-client one.
+//! 3. Memory: the server's RSS growth per cached object with the default
+//!    cache full, for 16-byte keys with 100-byte and 1 KB values.
+//! 4. Metrics: cache-only requests with `--metrics` on and off.
+//!
+//! Pin it to one CPU (`taskset -c 0`, as `make bench` does) on a VM that
+//! idles CPUs: a wake-up on the other, idle CPU costs more than a request.
 
 #[path = "common/server.rs"]
 mod server;
 
 use nmdb_proto::frame::next_frame;
-use nmdb_proto::{Request, FLAGS_CACHE_ONLY, FLAGS_SYNC, MAX_MSG_SIZE};
-use server::BenchServer;
-use std::io::{Read, Write};
+use nmdb_proto::{Reply, ReplyCode, Request, FLAGS_CACHE_ONLY, FLAGS_SYNC, MAX_MSG_SIZE};
+use server::{process_cpu_time, BenchServer};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Transport {
     Tcp,
     Udp,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
 }
 
 /// A blocking client doing one request at a time, like libnmdb.
@@ -71,43 +99,28 @@ impl Client {
     }
 }
 
-fn message(t: Transport, req: Request<'_>, id: u32, flags: u16) -> Vec<u8> {
+fn message(t: Transport, req: Request<'_>, flags: u16) -> Vec<u8> {
     let mut out = Vec::new();
-    if t == Transport::Tcp {
-        out.extend_from_slice(&((req.encoded_len() + 4) as u32).to_be_bytes());
+    match t {
+        Transport::Tcp => req.encode_framed(1, flags, &mut out),
+        Transport::Udp => req.encode(1, flags, &mut out),
     }
-    req.encode(id, flags, &mut out);
     out
 }
 
-/// Echo servers that answer like nmdb would size-wise (a 12-byte reply).
-fn start_echo() -> (SocketAddr, SocketAddr) {
+/// The echo server, run as `nmdb-bench --echo-server`: a process of its own
+/// like nmdb, so that its CPU time is measured the same way. It answers
+/// every message with a reply of the size nmdb's has (12 bytes on TCP with
+/// the length, 8 on UDP) and prints its addresses on one line.
+fn serve_echo() -> ! {
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addrs = (tcp.local_addr().unwrap(), udp.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for s in tcp.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut s = s;
-                s.set_nodelay(true).unwrap();
-                let mut buf = Vec::new();
-                let reply = [0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 8, 3];
-                let mut chunk = [0u8; 65536];
-                loop {
-                    while let Ok(Some(total)) = next_frame(&buf, MAX_MSG_SIZE) {
-                        buf.drain(..total);
-                        if s.write_all(&reply).is_err() {
-                            return;
-                        }
-                    }
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-            });
-        }
-    });
+    println!(
+        "echo {} {}",
+        tcp.local_addr().unwrap(),
+        udp.local_addr().unwrap()
+    );
+    std::io::stdout().flush().unwrap();
     std::thread::spawn(move || {
         let mut buf = [0u8; 65536];
         let reply = [0, 0, 0, 1, 0, 0, 8, 3];
@@ -115,140 +128,544 @@ fn start_echo() -> (SocketAddr, SocketAddr) {
             let _ = udp.send_to(&reply, peer);
         }
     });
-    addrs
+    for s in tcp.incoming().flatten() {
+        std::thread::spawn(move || {
+            let mut s = s;
+            s.set_nodelay(true).unwrap();
+            let mut buf = Vec::new();
+            let reply = [0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 8, 3];
+            let mut chunk = [0u8; 65536];
+            loop {
+                while let Ok(Some(total)) = next_frame(&buf, MAX_MSG_SIZE) {
+                    buf.drain(..total);
+                    if s.write_all(&reply).is_err() {
+                        return;
+                    }
+                }
+                match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+        });
+    }
+    std::process::exit(0)
 }
 
-/// Runs `clients` threads doing `ops` calls each; returns ops/s.
+struct EchoServer {
+    child: Child,
+    tcp: SocketAddr,
+    udp: SocketAddr,
+}
+
+impl EchoServer {
+    fn start() -> EchoServer {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .arg("--echo-server")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the echo server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let mut words = line.split_whitespace().skip(1);
+        let mut addr = || words.next().expect("echo addresses").parse().unwrap();
+        EchoServer {
+            tcp: addr(),
+            udp: addr(),
+            child,
+        }
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One side of a measurement: an address, and the process serving it.
+#[derive(Clone, Copy)]
+struct Target {
+    addr: SocketAddr,
+    pid: u32,
+}
+
+/// What a run measured.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    ops_per_sec: f64,
+    /// The serving process's CPU time per request, in µs.
+    cpu_us: f64,
+}
+
+type MakeMsg<'a> = &'a (dyn Fn(usize, usize) -> Vec<u8> + Sync);
+
+/// Runs `clients` threads doing `ops` calls each, message `make(client,
+/// base + i)`. The CPU time is read before the clients hang up: the echo
+/// server's threads end with their connections, and their time with them.
 fn run(
     t: Transport,
-    addr: SocketAddr,
+    target: Target,
     clients: usize,
     ops: usize,
-    make: &(dyn Fn(usize, usize) -> Vec<u8> + Sync),
-) -> f64 {
+    base: usize,
+    make: MakeMsg,
+) -> Sample {
+    let mut connected: Vec<Client> = (0..clients)
+        .map(|_| Client::connect(t, target.addr))
+        .collect();
+    let cpu = process_cpu_time(target.pid);
     let start = Instant::now();
     std::thread::scope(|s| {
-        for c in 0..clients {
+        for (c, client) in connected.iter_mut().enumerate() {
             s.spawn(move || {
-                let mut client = Client::connect(t, addr);
                 for i in 0..ops {
-                    client.call(&make(c, i));
+                    client.call(&make(c, base + i));
                 }
             });
         }
     });
-    (clients * ops) as f64 / start.elapsed().as_secs_f64()
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = process_cpu_time(target.pid) - cpu;
+    drop(connected);
+    let total = (clients * ops) as f64;
+    Sample {
+        ops_per_sec: total / elapsed,
+        cpu_us: cpu.as_secs_f64() * 1e6 / total,
+    }
 }
 
-fn main() {
+fn median(mut samples: Vec<Sample>) -> Sample {
+    samples.sort_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec));
+    samples[samples.len() / 2]
+}
+
+/// Runs `a` and `b` `rounds` times, interleaved; the medians.
+fn side_by_side(
+    t: Transport,
+    (a, b): (Target, Target),
+    clients: usize,
+    ops: usize,
+    rounds: usize,
+    make: MakeMsg,
+) -> (Sample, Sample) {
+    let per_round = (ops / rounds).max(1);
+    let (mut sa, mut sb) = (Vec::new(), Vec::new());
+    for r in 0..rounds {
+        sa.push(run(t, a, clients, per_round, r * per_round, make));
+        sb.push(run(t, b, clients, per_round, r * per_round, make));
+    }
+    (median(sa), median(sb))
+}
+
+/// Time per 128-byte append + fdatasync in `dir`, the median of 5 runs.
+fn fdatasync_time(dir: &Path, count: usize) -> Duration {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join("fdatasync-probe");
+    let mut runs: Vec<Duration> = (0..5)
+        .map(|_| {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(&path)
+                .unwrap();
+            let record = [0x5a_u8; 128];
+            let start = Instant::now();
+            for _ in 0..count {
+                f.write_all(&record).unwrap();
+                // SAFETY: fdatasync on a descriptor this function owns.
+                assert_eq!(unsafe { libc::fdatasync(f.as_raw_fd()) }, 0);
+            }
+            start.elapsed() / count as u32
+        })
+        .collect();
+    let _ = std::fs::remove_file(&path);
+    runs.sort();
+    runs[2]
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Cache,
+    Normal,
+    /// Synchronous, at `--durability disk` (the default).
+    SyncDisk,
+    /// Synchronous, at `--durability process`.
+    SyncProcess,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Cache => "cache-only",
+            Mode::Normal => "normal",
+            Mode::SyncDisk => "sync disk",
+            Mode::SyncProcess => "sync process",
+        }
+    }
+
+    fn flags(self) -> u16 {
+        match self {
+            Mode::Cache => FLAGS_CACHE_ONLY,
+            Mode::Normal => 0,
+            Mode::SyncDisk | Mode::SyncProcess => FLAGS_SYNC,
+        }
+    }
+}
+
+fn key(c: usize, i: usize) -> Vec<u8> {
+    format!("k{c}-{i}").into_bytes()
+}
+
+/// The message of operation `op` in `mode` for key (c, i).
+fn request(t: Transport, mode: Mode, op: &str, c: usize, i: usize) -> Vec<u8> {
+    let key = key(c, i);
+    let req = match op {
+        "set" => Request::Set {
+            key: &key,
+            value: b"value-0123456789",
+        },
+        "get" => Request::Get { key: &key },
+        "del" => Request::Del { key: &key },
+        _ => unreachable!("no operation {op}"),
+    };
+    let flags = if op == "get" {
+        mode.flags() & FLAGS_CACHE_ONLY
+    } else {
+        mode.flags()
+    };
+    message(t, req, flags)
+}
+
+struct Options {
+    bin: String,
+    ops: usize,
+    clients: usize,
+    rounds: usize,
+    only: Option<String>,
+}
+
+fn parse_args() -> Options {
     let mut args = std::env::args().skip(1);
-    let mut bin = std::env::current_exe()
-        .unwrap()
-        .with_file_name("nmdb")
-        .to_string_lossy()
-        .into_owned();
-    let (mut ops, mut clients) = (20_000usize, 8usize);
+    let mut o = Options {
+        bin: std::env::current_exe()
+            .unwrap()
+            .with_file_name("nmdb")
+            .to_string_lossy()
+            .into_owned(),
+        ops: 20_000,
+        clients: 8,
+        rounds: 3,
+        only: None,
+    };
     while let Some(a) = args.next() {
         let mut val = || args.next().expect("option needs a value");
         match a.as_str() {
-            "--nmdb" => bin = val(),
-            "--ops" => ops = val().parse().expect("--ops N"),
-            "--clients" => clients = val().parse().expect("--clients N"),
+            "--echo-server" => serve_echo(),
+            "--nmdb" => o.bin = val(),
+            "--ops" => o.ops = val().parse().expect("--ops N"),
+            "--clients" => o.clients = val().parse().expect("--clients N"),
+            "--rounds" => o.rounds = val().parse::<usize>().expect("--rounds N").max(1),
+            "--only" => o.only = Some(val()),
             _ => {
-                eprintln!("usage: nmdb-bench [--nmdb PATH] [--ops N] [--clients N]");
+                eprintln!("usage: nmdb-bench [--nmdb PATH] [--ops N] [--clients N] [--rounds N] [--only TEXT]");
                 std::process::exit(2);
             }
         }
     }
-    let nmdb = BenchServer::start(bin.as_ref(), "bench", true);
-    let echo = start_echo();
+    o
+}
+
+/// A synchronous-write figure kept for the summary against the disk.
+struct SyncFigure {
+    case: String,
+    clients: usize,
+    nmdb: f64,
+    echo: f64,
+}
+
+fn requests(o: &Options, fsync: Duration) {
+    let disk = BenchServer::start(o.bin.as_ref(), "bench-disk", true);
+    let process = BenchServer::start_with(
+        o.bin.as_ref(),
+        "bench-process",
+        true,
+        &["--durability", "process"],
+    );
+    let echo = EchoServer::start();
     println!(
-        "ops/s, {ops} ops per client; echo = loopback round-trip limit with same-sized messages"
+        "== requests: ops/s, median of {} interleaved rounds; echo = the loopback round-trip limit",
+        o.rounds
     );
     println!(
-        "{:<32} {:>12} {:>12} {:>8}",
-        "case", "nmdb", "echo", "ratio"
+        "{:<34} {:>9} {:>9} {:>6}   {:>11} {:>9}",
+        "case", "nmdb", "echo", "ratio", "cpu µs/req", "echo cpu"
     );
-    let modes: [(&str, u16); 3] = [
-        ("cache-only", FLAGS_CACHE_ONLY),
-        ("normal", 0),
-        ("sync", FLAGS_SYNC),
-    ];
+    let mut sync_figures = Vec::new();
     for t in [Transport::Tcp, Transport::Udp] {
-        let tname = if t == Transport::Tcp { "tcp" } else { "udp" };
-        let (addr, echo_addr) = if t == Transport::Tcp {
-            (nmdb.tcp, echo.0)
-        } else {
-            (nmdb.udp.expect("started with UDP"), echo.1)
+        let echo_addr = match t {
+            Transport::Tcp => echo.tcp,
+            Transport::Udp => echo.udp,
         };
-        for (mname, flags) in modes {
-            for (n, label) in [(1usize, "1 client"), (clients, "clients")] {
-                // Sync writes are slow by nature (an fsync each, shared when
-                // concurrent): fewer of them keep the run short.
-                let ops = if flags == FLAGS_SYNC {
-                    (ops / 10).max(100)
+        let echo_target = Target {
+            addr: echo_addr,
+            pid: echo.child.id(),
+        };
+        for mode in [Mode::Cache, Mode::Normal, Mode::SyncDisk, Mode::SyncProcess] {
+            let server = if mode == Mode::SyncProcess {
+                &process
+            } else {
+                &disk
+            };
+            let target = Target {
+                addr: match t {
+                    Transport::Tcp => server.tcp,
+                    Transport::Udp => server.udp.expect("started with UDP"),
+                },
+                pid: server.pid(),
+            };
+            for clients in [1, o.clients] {
+                // Disk-bound writes are slow by nature: fewer keep the run short.
+                let ops = if mode == Mode::SyncDisk {
+                    (o.ops / 10).max(100)
                 } else {
-                    ops
+                    o.ops
                 };
-                for (op, f) in [
-                    (
-                        "set",
-                        &(move |c: usize, i: usize| {
-                            message(
-                                t,
-                                Request::Set {
-                                    key: format!("k{c}-{i}").as_bytes(),
-                                    value: b"value-0123456789",
-                                },
-                                1,
-                                flags,
-                            )
-                        }) as &(dyn Fn(usize, usize) -> Vec<u8> + Sync),
-                    ),
-                    (
-                        "get",
-                        &(move |c: usize, i: usize| {
-                            message(
-                                t,
-                                Request::Get {
-                                    key: format!("k{c}-{i}").as_bytes(),
-                                },
-                                1,
-                                flags & FLAGS_CACHE_ONLY,
-                            )
-                        }),
-                    ),
-                    (
-                        "del",
-                        &(move |c: usize, i: usize| {
-                            message(
-                                t,
-                                Request::Del {
-                                    key: format!("k{c}-{i}").as_bytes(),
-                                },
-                                1,
-                                flags,
-                            )
-                        }),
-                    ),
-                ] {
-                    if op == "get" && flags == FLAGS_SYNC {
-                        continue; // GET has no sync mode
+                for op in ["set", "get", "del"] {
+                    if op == "get" && matches!(mode, Mode::SyncDisk | Mode::SyncProcess) {
+                        continue; // GET has no synchronous mode
                     }
-                    let a = run(t, addr, n, ops, f);
-                    let b = run(t, echo_addr, n, ops, f);
+                    let plural = if clients == 1 { "" } else { "s" };
                     let case = format!(
-                        "{tname} {mname} {op} ({})",
-                        if n == 1 {
-                            label.to_string()
-                        } else {
-                            format!("{n} {label}")
-                        }
+                        "{} {} {op} ({clients} client{plural})",
+                        t.name(),
+                        mode.name()
                     );
-                    println!("{case:<32} {a:>12.0} {b:>12.0} {:>7.0}%", 100.0 * a / b);
+                    if o.only
+                        .as_ref()
+                        .is_some_and(|only| !case.contains(only.as_str()))
+                    {
+                        continue;
+                    }
+                    let make = move |c: usize, i: usize| request(t, mode, op, c, i);
+                    let (a, b) =
+                        side_by_side(t, (target, echo_target), clients, ops, o.rounds, &make);
+                    println!(
+                        "{case:<34} {:>9.0} {:>9.0} {:>5.0}%   {:>11.1} {:>9.1}",
+                        a.ops_per_sec,
+                        b.ops_per_sec,
+                        100.0 * a.ops_per_sec / b.ops_per_sec,
+                        a.cpu_us,
+                        b.cpu_us
+                    );
+                    if mode == Mode::SyncDisk {
+                        sync_figures.push(SyncFigure {
+                            case: format!("{} sync {op}", t.name()),
+                            clients,
+                            nmdb: a.ops_per_sec,
+                            echo: b.ops_per_sec,
+                        });
+                    }
                 }
             }
         }
     }
-    drop(nmdb);
+    println!();
+    println!(
+        "== sync writes at --durability disk against the disk: limit = 1 / (fdatasync {:.0} µs + round trip)",
+        fsync.as_secs_f64() * 1e6
+    );
+    println!(
+        "{:<16} {:>9} {:>9} {:>6}   {:>9} {:>8}",
+        "case",
+        "1 client",
+        "limit",
+        "ratio",
+        format!("{} clients", o.clients),
+        "scaling"
+    );
+    for one in sync_figures.iter().filter(|f| f.clients == 1) {
+        let many = sync_figures
+            .iter()
+            .find(|f| f.clients != 1 && f.case == one.case);
+        let limit = 1.0 / (fsync.as_secs_f64() + 1.0 / one.echo);
+        let (many_rate, scaling) = many.map_or((0.0, 0.0), |m| (m.nmdb, m.nmdb / one.nmdb));
+        println!(
+            "{:<16} {:>9.0} {:>9.0} {:>5.0}%   {:>9.0} {:>7.1}×",
+            one.case,
+            one.nmdb,
+            limit,
+            100.0 * one.nmdb / limit,
+            many_rate,
+            scaling
+        );
+    }
+}
+
+/// Sends `msgs` over one TCP connection, `window` at a time without
+/// waiting, and calls `seen` with each reply.
+fn pipeline(addr: SocketAddr, msgs: impl Iterator<Item = Vec<u8>>, mut seen: impl FnMut(&Reply)) {
+    const WINDOW: usize = 256;
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut msgs = msgs.peekable();
+    let mut out = Vec::new();
+    let mut inbuf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 65536];
+    while msgs.peek().is_some() {
+        out.clear();
+        let mut sent = 0;
+        for m in msgs.by_ref().take(WINDOW) {
+            out.extend_from_slice(&m);
+            sent += 1;
+        }
+        s.write_all(&out).unwrap();
+        while sent > 0 {
+            match next_frame(&inbuf, MAX_MSG_SIZE).unwrap() {
+                Some(total) => {
+                    seen(&Reply::parse(&inbuf[4..total]).expect("a reply"));
+                    inbuf.drain(..total);
+                    sent -= 1;
+                }
+                None => {
+                    let n = s.read(&mut chunk).unwrap();
+                    assert!(n > 0, "server closed the connection");
+                    inbuf.extend_from_slice(&chunk[..n]);
+                }
+            }
+        }
+    }
+}
+
+/// RSS growth per cached object, with the default cache filled with
+/// 16-byte keys and `value_len`-byte values. Twice the capacity is written
+/// so that nearly every bucket is full; the objects held are then counted
+/// by reading every key back.
+fn memory_per_object(bin: &str, value_len: usize) {
+    let server = BenchServer::start(bin.as_ref(), "bench-memory", false);
+    // Default cache: 128 "thousands" of 1024 objects.
+    let capacity = 128 * 1024;
+    let keys = 2 * capacity;
+    let key = |i: usize| format!("key-{i:012}").into_bytes();
+    let value = vec![0xab_u8; value_len];
+    // One round trip first, so the connection's own buffers are counted
+    // before the fill.
+    pipeline(
+        server.tcp,
+        std::iter::once(message(
+            Transport::Tcp,
+            Request::Get { key: b"x" },
+            FLAGS_CACHE_ONLY,
+        )),
+        |_| (),
+    );
+    let before = server.memory("VmRSS");
+    let sets = (0..keys).map(|i| {
+        message(
+            Transport::Tcp,
+            Request::Set {
+                key: &key(i),
+                value: &value,
+            },
+            FLAGS_CACHE_ONLY,
+        )
+    });
+    pipeline(server.tcp, sets, |r| {
+        assert_eq!(r.reply_code(), Some(ReplyCode::Ok))
+    });
+    let after = server.memory("VmRSS");
+    let mut held = 0usize;
+    let gets = (0..keys).map(|i| {
+        message(
+            Transport::Tcp,
+            Request::Get { key: &key(i) },
+            FLAGS_CACHE_ONLY,
+        )
+    });
+    pipeline(server.tcp, gets, |r| {
+        held += usize::from(r.reply_code() == Some(ReplyCode::CacheHit))
+    });
+    println!(
+        "16-byte keys, {value_len:>4}-byte values: {held} objects held of {capacity}, RSS +{:.1} MiB, {:.0} bytes per object ({:.0} of them overhead)",
+        (after - before) as f64 / (1 << 20) as f64,
+        (after - before) as f64 / held as f64,
+        (after - before) as f64 / held as f64 - (16 + value_len) as f64
+    );
+}
+
+/// Cache-only requests against a server with `--metrics` and one without.
+fn metrics_cost(o: &Options) {
+    let help = Command::new(&o.bin).arg("-h").output().unwrap();
+    if !String::from_utf8_lossy(&help.stdout).contains("--metrics") {
+        println!("(this server has no --metrics)");
+        return;
+    }
+    let plain = BenchServer::start(o.bin.as_ref(), "bench-plain", false);
+    let with = BenchServer::start_with(
+        o.bin.as_ref(),
+        "bench-metrics",
+        false,
+        &["--metrics", "127.0.0.1:0"],
+    );
+    let t = Transport::Tcp;
+    println!(
+        "{:<34} {:>9} {:>9} {:>6}   {:>11} {:>9}",
+        "case", "metrics", "without", "ratio", "cpu µs/req", "without"
+    );
+    for op in ["set", "get"] {
+        let make = move |c: usize, i: usize| request(t, Mode::Cache, op, c, i);
+        let targets = (
+            Target {
+                addr: with.tcp,
+                pid: with.pid(),
+            },
+            Target {
+                addr: plain.tcp,
+                pid: plain.pid(),
+            },
+        );
+        // More rounds than elsewhere: the difference sought is small.
+        let (a, b) = side_by_side(t, targets, 1, o.ops * 2, o.rounds * 2 + 1, &make);
+        println!(
+            "{:<34} {:>9.0} {:>9.0} {:>5.1}%   {:>11.1} {:>9.1}",
+            format!("tcp cache-only {op} (1 client)"),
+            a.ops_per_sec,
+            b.ops_per_sec,
+            100.0 * a.ops_per_sec / b.ops_per_sec,
+            a.cpu_us,
+            b.cpu_us
+        );
+    }
+}
+
+fn main() {
+    let o = parse_args();
+    println!(
+        "nmdb-bench: {} ops per client and case, {} rounds",
+        o.ops, o.rounds
+    );
+    println!();
+    let probe_dir = std::env::temp_dir();
+    let fsync = fdatasync_time(&probe_dir, 400);
+    println!(
+        "== disk: 128-byte append + fdatasync in {}: {:.0} µs each ({:.0}/s)",
+        probe_dir.display(),
+        fsync.as_secs_f64() * 1e6,
+        1.0 / fsync.as_secs_f64()
+    );
+    println!();
+    requests(&o, fsync);
+    if o.only.is_some() {
+        return;
+    }
+    println!();
+    println!("== memory: RSS growth per cached object, default cache (131072 objects)");
+    memory_per_object(&o.bin, 100);
+    memory_per_object(&o.bin, 1024);
+    println!();
+    println!("== metrics: cache-only requests with --metrics 127.0.0.1:0 and without");
+    metrics_cost(&o);
 }

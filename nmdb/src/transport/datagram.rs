@@ -120,6 +120,7 @@ impl Link for DatagramLink<'_> {
         ReplyTo::Datagram {
             socket: self.socket.clone(),
             peer: self.peer,
+            timer: None,
         }
     }
 }

@@ -50,6 +50,9 @@ pub struct Limits {
     pub idle_timeout: Option<Duration>,
     /// Connections open now.
     open: AtomicUsize,
+    /// Connections closed at once for being over `max_connections` (for
+    /// the metrics; STATS has a fixed set of counters).
+    refused: AtomicUsize,
     refused_log: EverySecond,
 }
 
@@ -60,6 +63,14 @@ impl Limits {
             idle_timeout,
             ..Limits::default()
         }
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    pub fn refused_connections(&self) -> usize {
+        self.refused.load(Ordering::Relaxed)
     }
 }
 
@@ -91,6 +102,7 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>, limits: Arc<Limit
         match listener.accept().await {
             Ok((stream, peer)) => {
                 if limits.open.load(Ordering::Relaxed) >= limits.max_connections {
+                    limits.refused.fetch_add(1, Ordering::Relaxed);
                     if limits.refused_log.ready() {
                         log::warn!(
                             "{} tcp connections open, the most allowed: closing new ones \
@@ -143,6 +155,7 @@ impl Link for TcpLink<'_> {
                 .slot
                 .take()
                 .expect("a slot is reserved before every frame"),
+            timer: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 
 use nmdb_proto::frame::next_frame;
 use nmdb_proto::{Request, MAX_MSG_SIZE};
+use std::ffi::OsStr;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -111,6 +112,22 @@ impl TestServer {
 
     /// Like `start_with`, running the server binary at `bin`.
     pub fn start_bin(bin: &Path, db: &Path, log: &Path, extra: &[&str]) -> TestServer {
+        let mut server = Self::spawn(bin, db, log, extra, &[]);
+        server.wait_for_log("ready", 1);
+        server.read_addrs(extra);
+        server
+    }
+
+    /// Starts the server at `bin` in the foreground, as `start_bin` does,
+    /// with `env` added to its environment, and returns at once: the
+    /// addresses are not known until `read_addrs`.
+    pub fn spawn(
+        bin: &Path,
+        db: &Path,
+        log: &Path,
+        extra: &[&str],
+        env: &[(&str, &OsStr)],
+    ) -> TestServer {
         let _ = std::fs::remove_file(log);
         // The loopback defaults, less the options `extra` sets itself.
         let loopback = LOOPBACK
@@ -125,19 +142,25 @@ impl TestServer {
             .arg("-o")
             .arg(log)
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start nmdb");
-        let mut server = TestServer {
+        TestServer {
             child: Some(child),
             tcp: "0.0.0.0:0".parse().unwrap(),
             udp: "0.0.0.0:0".parse().unwrap(),
             log: log.to_path_buf(),
             db: db.to_path_buf(),
-        };
-        let text = server.wait_for_log("ready", 1);
+        }
+    }
+
+    /// Reads the TCP and UDP addresses from the "listening on" lines the
+    /// log holds now, for a server started with `extra` options.
+    pub fn read_addrs(&mut self, extra: &[&str]) {
+        let text = self.log_text();
         let addr = |proto: &str| -> SocketAddr {
             let prefix = format!("listening on {proto} ");
             let line = text
@@ -150,12 +173,11 @@ impl TestServer {
                 .unwrap()
         };
         if !extra.contains(&"--no-tcp") {
-            server.tcp = addr("tcp");
+            self.tcp = addr("tcp");
         }
         if !extra.contains(&"--no-udp") {
-            server.udp = addr("udp");
+            self.udp = addr("udp");
         }
-        server
     }
 
     pub fn pid(&self) -> i32 {
@@ -241,7 +263,8 @@ impl TestServer {
         self.wait_exit();
     }
 
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
+    /// Waits until the process exits (after a signal, say).
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
         let deadline = Instant::now() + PATIENCE;
         loop {

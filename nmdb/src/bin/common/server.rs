@@ -19,6 +19,11 @@ pub struct BenchServer {
 impl BenchServer {
     /// Starts `bin` on loopback TCP (and UDP with `udp`) on free ports.
     pub fn start(bin: &Path, tag: &str, udp: bool) -> BenchServer {
+        Self::start_with(bin, tag, udp, &[])
+    }
+
+    /// Like [`BenchServer::start`], with more options for the server.
+    pub fn start_with(bin: &Path, tag: &str, udp: bool, extra: &[&str]) -> BenchServer {
         let dir = std::env::temp_dir().join(format!("nmdb-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -31,6 +36,7 @@ impl BenchServer {
             cmd.arg("--no-udp");
         }
         let child = cmd
+            .args(extra)
             .arg("-d")
             .arg(dir.join("db"))
             .arg("-o")
@@ -63,8 +69,12 @@ impl BenchServer {
         }
     }
 
+    #[allow(dead_code)] // nmdb-overload does not measure CPU
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A memory figure from /proc (`VmRSS`, `VmHWM`), in bytes.
-    #[allow(dead_code)] // nmdb-bench does not measure memory
     pub fn memory(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         let line = status.lines().find(|l| l.starts_with(field)).unwrap();
@@ -75,6 +85,19 @@ impl BenchServer {
             .unwrap()
             * 1024
     }
+}
+
+/// CPU time used by every thread of process `pid`, in nanoseconds from
+/// the scheduler (`/proc/PID/task/*/schedstat`), not clock ticks.
+#[allow(dead_code)] // nmdb-overload does not measure CPU
+pub fn process_cpu_time(pid: u32) -> Duration {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(ns)
 }
 
 impl Drop for BenchServer {

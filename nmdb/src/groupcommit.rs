@@ -1,0 +1,218 @@
+//! Group commit: one fsync for every synchronous write that is waiting.
+//!
+//! Database workers write their batches without waiting for the disk and
+//! hand the answers of synchronous requests here. One committer thread
+//! makes the log durable (an fsync of RocksDB's write-ahead log) for
+//! everything written so far and then answers all of them, while the
+//! workers go on writing: the writes that arrive during one fsync share the
+//! next. The fsync is serial by nature (one log); the thread does one
+//! wake-up per group, not per request.
+//!
+//! Concurrent clients that wait for their answers arrive almost together,
+//! right after the previous group's answers. Starting the fsync on the
+//! first of them would split every round into a group of one and a group
+//! of the rest, halving throughput; so when the previous group was bigger
+//! than what is waiting, the committer waits for as many requests as that
+//! group had, for at most half an fsync. A lone client never waits (its
+//! previous group was one), and the wait adapts when clients come and go.
+
+use crate::backend::{Backend, BackendError};
+use crate::dbqueue::WriteHealth;
+use crate::reply::{Modes, ReplyTo};
+use nmdb_proto::{Answer, ErrorCode, ReplyCode};
+use parking_lot::{Condvar, Mutex};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// When a synchronous write is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Once it is on disk (the log fsynced): survives a power loss. What
+    /// the user guide promises for the synchronous functions.
+    #[default]
+    Disk,
+    /// Once the database has it (the log written to the kernel, not
+    /// fsynced): survives the server being killed, not a power loss. The
+    /// original server's behaviour.
+    Process,
+}
+
+impl Durability {
+    pub const NAMES: &'static str = "disk, process";
+
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "disk" => Ok(Self::Disk),
+            "process" => Ok(Self::Process),
+            other => Err(format!(
+                "unknown durability '{other}' (choose one of: {})",
+                Self::NAMES
+            )),
+        }
+    }
+}
+
+/// The answer to a synchronous write, held until its write is durable.
+pub struct SyncReply {
+    pub id: u32,
+    pub reply: ReplyTo,
+}
+
+/// Longest a group waits for more requests, whatever the fsync costs.
+const MAX_GATHER: Duration = Duration::from_millis(1);
+
+#[derive(Default)]
+struct State {
+    waiting: Vec<SyncReply>,
+    stop: bool,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    /// Signalled when requests arrive or the committer must stop.
+    arrived: Condvar,
+    backend: Arc<dyn Backend>,
+    modes: Arc<Modes>,
+    health: Arc<WriteHealth>,
+}
+
+pub struct GroupCommit {
+    inner: Arc<Inner>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl GroupCommit {
+    pub fn start(
+        backend: Arc<dyn Backend>,
+        modes: Arc<Modes>,
+        health: Arc<WriteHealth>,
+    ) -> std::io::Result<Self> {
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State::default()),
+            arrived: Condvar::new(),
+            backend,
+            modes,
+            health,
+        });
+        let thread = {
+            let inner = inner.clone();
+            std::thread::Builder::new()
+                .name("nmdb-commit".into())
+                .spawn(move || Committer::new(inner).run())?
+        };
+        Ok(GroupCommit {
+            inner,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues answers whose writes the backend has taken (not yet
+    /// durable); they are sent once a later fsync covers them.
+    pub fn submit(&self, replies: &mut Vec<SyncReply>) {
+        if replies.is_empty() {
+            return;
+        }
+        let mut state = self.inner.state.lock();
+        state.waiting.append(replies);
+        drop(state);
+        self.inner.arrived.notify_one();
+    }
+
+    /// Makes everything submitted durable and answers it, then stops the
+    /// committer. Call once nothing submits any more.
+    pub fn shutdown(&self) {
+        self.inner.state.lock().stop = true;
+        self.inner.arrived.notify_one();
+        if let Some(thread) = self.thread.lock().take() {
+            if thread.join().is_err() {
+                log::error!("the group commit thread panicked");
+            }
+        }
+    }
+}
+
+struct Committer {
+    inner: Arc<Inner>,
+    /// Requests the last fsync covered.
+    last_group: usize,
+    /// What an fsync takes, smoothed.
+    fsync_time: Duration,
+    group: Vec<SyncReply>,
+    scratch: Vec<u8>,
+}
+
+impl Committer {
+    fn new(inner: Arc<Inner>) -> Self {
+        Committer {
+            inner,
+            last_group: 1,
+            fsync_time: Duration::ZERO,
+            group: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    fn run(&mut self) {
+        while self.gather() {
+            let started = Instant::now();
+            let result = self.inner.backend.make_durable();
+            self.fsync_time = (self.fsync_time * 7 + started.elapsed()) / 8;
+            self.answer(&result);
+        }
+    }
+
+    /// Waits for a group and moves it into `self.group`; false once
+    /// stopped with nothing left.
+    fn gather(&mut self) -> bool {
+        let inner = self.inner.clone();
+        let mut state = inner.state.lock();
+        while state.waiting.is_empty() {
+            if state.stop {
+                return false;
+            }
+            inner.arrived.wait(&mut state);
+        }
+        if state.waiting.len() < self.last_group && !state.stop {
+            let deadline = Instant::now() + (self.fsync_time / 2).min(MAX_GATHER);
+            while state.waiting.len() < self.last_group && !state.stop {
+                if inner.arrived.wait_until(&mut state, deadline).timed_out() {
+                    break;
+                }
+            }
+        }
+        std::mem::swap(&mut self.group, &mut state.waiting);
+        true
+    }
+
+    fn answer(&mut self, result: &Result<(), BackendError>) {
+        match result {
+            Ok(()) => self.inner.health.succeeded(),
+            Err(e) => self.inner.health.failed(e, self.group.len()),
+        }
+        let answer = match result {
+            Ok(()) => Answer::Code(ReplyCode::Ok),
+            Err(_) => Answer::Error(ErrorCode::Db),
+        };
+        self.last_group = self.group.len();
+        for SyncReply { id, reply } in self.group.drain(..) {
+            reply.send(&self.inner.modes, id, answer, &mut self.scratch);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durability_names_parse_and_others_are_refused_with_the_choices() {
+        assert_eq!(Durability::parse("disk"), Ok(Durability::Disk));
+        assert_eq!(Durability::parse("process"), Ok(Durability::Process));
+        let err = Durability::parse("fsync").unwrap_err();
+        assert!(
+            err.contains("'fsync'") && err.contains("disk, process"),
+            "{err}"
+        );
+    }
+}
