@@ -11,6 +11,11 @@
 //! no write touched the stripe since: a SET or DEL that arrives while the
 //! read is in flight always wins over the older database value.
 //!
+//! Each stripe also counts the database operations queued for its keys and
+//! not yet done. When none are, a synchronous write of one of its keys can
+//! be applied at once by the thread that received it (see
+//! [`Locked::db_idle`]): nothing older on those keys is left to overtake.
+//!
 //! Memory: a bucket is one allocation holding its entries packed, each a
 //! varint key length, a varint value length, the key and the value, front
 //! entry first. With small objects the allocator's per-allocation overhead
@@ -21,6 +26,7 @@
 
 use crate::incr::{self, NotANumber};
 use parking_lot::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Entries per bucket.
 pub const BUCKET_WAYS: usize = 4;
@@ -208,8 +214,15 @@ pub struct FillTicket {
     generation: u64,
 }
 
+/// A database operation queued for a key of one stripe; hand it back with
+/// [`Cache::db_done`] once the operation is applied.
+#[derive(Debug, Clone, Copy)]
+pub struct DbClaim(usize);
+
 pub struct Cache {
     stripes: Box<[Mutex<Stripe>]>,
+    /// Per stripe: database operations queued and not yet done.
+    db_queued: Box<[AtomicU32]>,
     /// Total buckets, a multiple of the stripe count.
     buckets: usize,
 }
@@ -242,6 +255,7 @@ impl Cache {
             .collect();
         Cache {
             stripes,
+            db_queued: (0..nstripes).map(|_| AtomicU32::new(0)).collect(),
             buckets: nstripes * per_stripe,
         }
     }
@@ -263,10 +277,18 @@ impl Cache {
         self.stripes.iter().map(|s| s.lock().bytes).sum()
     }
 
-    fn locate(&self, hash: u64) -> (&Mutex<Stripe>, usize) {
+    /// The stripe index and the bucket within the stripe of `hash`.
+    fn locate(&self, hash: u64) -> (usize, usize) {
         let bucket = (hash % self.buckets as u64) as usize;
         let n = self.stripes.len();
-        (&self.stripes[bucket % n], bucket / n)
+        (bucket % n, bucket / n)
+    }
+
+    /// The database operation `claim` is applied: written (or read), so a
+    /// later write on the stripe's keys cannot overtake it.
+    pub fn db_done(&self, claim: DbClaim) {
+        // Release: whoever then sees the count at zero sees the write done.
+        self.db_queued[claim.0].fetch_sub(1, Ordering::Release);
     }
 
     /// Locks the stripe holding `key`. The engine keeps the lock while it
@@ -275,9 +297,11 @@ impl Cache {
     /// thread they arrive on.
     pub fn lock(&self, key: &[u8]) -> Locked<'_> {
         let hash = key_hash(key);
-        let (stripe, bucket) = self.locate(hash);
+        let (index, bucket) = self.locate(hash);
         Locked {
-            stripe: stripe.lock(),
+            stripe: self.stripes[index].lock(),
+            db_queued: &self.db_queued[index],
+            index,
             bucket,
             hash,
         }
@@ -289,8 +313,8 @@ impl Cache {
     /// Stripes are held only briefly (queueing database work never waits),
     /// so the worker calling this just takes the lock.
     pub fn fill(&self, ticket: FillTicket, key: &[u8], value: &[u8]) -> bool {
-        let (stripe, b) = self.locate(ticket.hash);
-        let mut s = stripe.lock();
+        let (index, b) = self.locate(ticket.hash);
+        let mut s = self.stripes[index].lock();
         if s.generation != ticket.generation {
             return false;
         }
@@ -306,11 +330,27 @@ impl Cache {
 /// the stripe's generation.
 pub struct Locked<'a> {
     stripe: MutexGuard<'a, Stripe>,
+    db_queued: &'a AtomicU32,
+    index: usize,
     bucket: usize,
     hash: u64,
 }
 
 impl Locked<'_> {
+    /// Counts a database operation queued for this key until
+    /// [`Cache::db_done`] is called with the claim. Call with the stripe
+    /// held, as here, so [`Locked::db_idle`] cannot miss it.
+    pub fn db_queued(&self) -> DbClaim {
+        self.db_queued.fetch_add(1, Ordering::Relaxed);
+        DbClaim(self.index)
+    }
+
+    /// True when no database operation on this stripe's keys is queued or
+    /// in progress: a write applied now comes after all of them.
+    pub fn db_idle(&self) -> bool {
+        self.db_queued.load(Ordering::Acquire) == 0
+    }
+
     fn entries(&self) -> Entries<'_> {
         Entries::unpack(&self.stripe.buckets[self.bucket])
     }
@@ -548,5 +588,18 @@ mod tests {
             c.lock(k).del(k);
         }
         assert_eq!((c.objects(), c.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn a_stripe_is_db_idle_only_once_every_queued_operation_is_done() {
+        let c = Cache::new(BUCKET_WAYS); // one stripe
+        assert!(c.lock(b"a").db_idle());
+        let first = c.lock(b"a").db_queued();
+        let second = c.lock(b"b").db_queued();
+        assert!(!c.lock(b"c").db_idle(), "another key of the stripe waits");
+        c.db_done(first);
+        assert!(!c.lock(b"a").db_idle());
+        c.db_done(second);
+        assert!(c.lock(b"a").db_idle());
     }
 }

@@ -11,15 +11,21 @@
 //! one batch: one engine write. Synchronous requests in it are answered
 //! once the write is durable: the worker hands their answers to the
 //! [`GroupCommit`], whose one fsync serves every worker's waiting requests,
-//! and goes on. A read of a key that the pending batch
-//! touches writes the batch first, so reads see the writes that came before
-//! them exactly as the backend stores them. Replies that promise durability
-//! or a database result (sync SET/DEL, CAS, INCR) are sent only after their
-//! batch is written.
+//! and goes on. A read of a key that the pending batch touches writes the
+//! batch first, so reads see the writes that came before them exactly as
+//! the backend stores them. Replies that promise durability or a database
+//! result (sync SET/DEL, CAS, INCR) are sent only after their batch is
+//! written.
+//!
+//! A synchronous SET or DEL need not queue at all: when nothing is queued
+//! for the database and no operation on its cache stripe is in progress,
+//! the thread that received it applies it at once ([`DbQueue::write_now`])
+//! and the request skips two thread hand-offs. Nothing older on the key
+//! can be overtaken, since the stripe is held and none is pending.
 
 use crate::backend::{Backend, BackendError, WriteOp};
 use crate::budget::QueueBudget;
-use crate::cache::{key_hash, Cache, FillTicket};
+use crate::cache::{key_hash, Cache, DbClaim, FillTicket};
 use crate::groupcommit::{Durability, GroupCommit, SyncReply};
 use crate::incr::{self, NotANumber};
 use crate::reply::{Modes, ReplyTo};
@@ -94,6 +100,20 @@ pub struct Job {
     pub op: DbOp,
     pub id: u32,
     pub reply: Option<ReplyTo>,
+    /// The key's stripe counts this job until it is applied.
+    pub claim: DbClaim,
+}
+
+/// What a synchronous write applied at once ([`DbQueue::write_now`]) needs
+/// before it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrittenNow {
+    /// Nothing more: answer `Ok` (durability `process`).
+    Done,
+    /// Answer through [`DbQueue::answer_when_durable`].
+    NeedsCommit,
+    /// A DEL of a key the database does not have: answer `NotIn`.
+    NotIn,
 }
 
 /// FIRSTKEY or NEXTKEY.
@@ -182,6 +202,8 @@ pub struct DbQueue {
     budget: Arc<QueueBudget>,
     /// Present with [`Durability::Disk`].
     commit: Option<Arc<GroupCommit>>,
+    backend: Arc<dyn Backend>,
+    health: Arc<WriteHealth>,
 }
 
 impl DbQueue {
@@ -225,6 +247,8 @@ impl DbQueue {
             nworkers,
             budget,
             commit,
+            backend: shared.backend,
+            health: shared.health,
         })
     }
 
@@ -241,6 +265,63 @@ impl DbQueue {
             Msg::Walk(_) | Msg::Stop => true,
         };
         self.queues[worker].push(msg, urgent);
+    }
+
+    /// Whether a synchronous write may skip the queue: nothing waits for
+    /// the database at all (it keeps up, and a write now will not wait
+    /// behind a flood) and `stripe_idle`, the key's stripe has nothing
+    /// pending (see [`Cache`]).
+    pub fn may_write_now(&self, stripe_idle: bool) -> bool {
+        stripe_idle && self.budget.queued() == 0
+    }
+
+    /// Applies a synchronous SET (`value` present) or DEL on the calling
+    /// thread, which holds the key's cache stripe and has checked
+    /// [`DbQueue::may_write_now`]. A DEL reads first, as a queued one does,
+    /// to answer `NotIn` for a key the database lacks.
+    pub fn write_now(&self, key: &[u8], value: Option<&[u8]>) -> Result<WrittenNow, ErrorCode> {
+        let op = match value {
+            Some(value) => WriteOp::Put {
+                key: key.to_vec(),
+                value: value.to_vec(),
+            },
+            None => match self.backend.get(key) {
+                Ok(Some(_)) => WriteOp::Delete { key: key.to_vec() },
+                Ok(None) => return Ok(WrittenNow::NotIn),
+                Err(e) => {
+                    log::error!("database delete failed: {e}");
+                    self.health.read_failed();
+                    return Err(ErrorCode::Db);
+                }
+            },
+        };
+        match self.backend.write(std::slice::from_ref(&op)) {
+            Ok(()) => {
+                self.health.succeeded();
+                Ok(match self.commit {
+                    Some(_) => WrittenNow::NeedsCommit,
+                    None => WrittenNow::Done,
+                })
+            }
+            Err(e) => {
+                self.health.failed(&e, 1);
+                Err(ErrorCode::Db)
+            }
+        }
+    }
+
+    /// (fsyncs, requests they answered) of the group commit; zeros at
+    /// durability `process`.
+    pub fn commits(&self) -> (u64, u64) {
+        self.commit.as_ref().map_or((0, 0), |c| c.counts().get())
+    }
+
+    /// Sends `Ok` through `reply` once everything written so far is
+    /// durable: after [`WrittenNow::NeedsCommit`].
+    pub fn answer_when_durable(&self, id: u32, reply: ReplyTo) {
+        if let Some(commit) = &self.commit {
+            commit.submit_one(SyncReply { id, reply });
+        }
     }
 
     /// Queues a request on the worker that owns its key. Never waits.
@@ -325,6 +406,8 @@ struct Worker {
     taken: usize,
     /// Requests taken since the last release.
     taken_requests: usize,
+    /// Their claims on cache stripes, handed back once they are applied.
+    claims: Vec<DbClaim>,
     pending: Vec<WriteOp>,
     /// Key and value bytes in `pending`.
     pending_bytes: usize,
@@ -348,6 +431,7 @@ impl Worker {
             commit,
             taken: 0,
             taken_requests: 0,
+            claims: Vec::new(),
             pending: Vec::new(),
             pending_bytes: 0,
             waiting: Vec::new(),
@@ -367,6 +451,10 @@ impl Worker {
                 go_on = go_on && self.handle(msg);
             }
             self.flush();
+            // Applied: later writes on their stripes may skip the queue.
+            for claim in self.claims.drain(..) {
+                self.shared.cache.db_done(claim);
+            }
             // Written (or answered with an error): their bytes are free.
             if self.taken > 0 {
                 self.budget.release(std::mem::take(&mut self.taken));
@@ -386,6 +474,7 @@ impl Worker {
             Msg::Job(job, cost) => {
                 self.taken += cost;
                 self.taken_requests += 1;
+                self.claims.push(job.claim);
                 self.execute(job);
             }
             Msg::Walk(walk) => {
@@ -434,7 +523,7 @@ impl Worker {
     }
 
     fn execute(&mut self, job: Job) {
-        let Job { op, id, reply } = job;
+        let Job { op, id, reply, .. } = job;
         match op {
             DbOp::Get { key, fill } => match self.read(&key) {
                 Ok(Some(value)) => {

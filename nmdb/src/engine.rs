@@ -7,8 +7,8 @@
 //! stripe lock). Answers that need the database travel with the request to
 //! the queue, which sends them through the [`Link`]'s deferred target.
 
-use crate::cache::{Cache, CasOutcome, IncrOutcome};
-use crate::dbqueue::{DbOp, DbQueue, Job, Walk};
+use crate::cache::{Cache, CasOutcome, IncrOutcome, Locked};
+use crate::dbqueue::{DbOp, DbQueue, Job, Walk, WrittenNow};
 use crate::metrics::{Kind, Latency, Timer};
 use crate::reply::{write_answer, Modes, ReplyShape, ReplyTo};
 use crate::stats::Stats;
@@ -137,20 +137,48 @@ impl Engine {
         self.stats.inc(if cache_only { cache } else { db });
     }
 
-    /// Queues database work. Callers hold the key's cache stripe, so the
-    /// queue sees the key's writes in the order the cache did.
+    /// Queues database work. Callers hold the key's cache stripe (`slot`),
+    /// so the queue sees the key's writes in the order the cache did.
     /// `answer_later`: the queue answers (else it was answered already).
     fn submit(
         &self,
         op: DbOp,
         id: u32,
+        slot: &Locked<'_>,
         link: &mut dyn Link,
         out: &mut Out<'_>,
         answer_later: bool,
     ) {
         let reply = answer_later.then(|| out.later(link.defer()));
         link.queued_for_db();
-        self.db.submit(Job { op, id, reply });
+        let claim = slot.db_queued();
+        self.db.submit(Job {
+            op,
+            id,
+            reply,
+            claim,
+        });
+    }
+
+    /// Applies a synchronous SET (`value` present) or DEL on this thread,
+    /// the key's stripe held; see [`DbQueue::write_now`].
+    fn write_now(
+        &self,
+        id: u32,
+        key: &[u8],
+        value: Option<&[u8]>,
+        link: &mut dyn Link,
+        out: &mut Out<'_>,
+    ) {
+        match self.db.write_now(key, value) {
+            Ok(WrittenNow::Done) => out.code(id, ReplyCode::Ok),
+            Ok(WrittenNow::NotIn) => out.code(id, ReplyCode::NotIn),
+            Ok(WrittenNow::NeedsCommit) => {
+                let reply = out.later(link.defer());
+                self.db.answer_when_durable(id, reply);
+            }
+            Err(code) => out.answer(id, Answer::Error(code)),
+        }
     }
 
     fn execute(&self, h: Header, req: Request<'_>, link: &mut dyn Link, out: &mut Out<'_>) {
@@ -177,12 +205,15 @@ impl Engine {
                 if cache_only {
                     return out.code(id, ReplyCode::Ok);
                 }
+                if h.sync() && self.db.may_write_now(slot.db_idle()) {
+                    return self.write_now(id, key, Some(value), link, out);
+                }
                 let op = DbOp::Set {
                     key: key.to_vec(),
                     value: value.to_vec(),
                     sync: h.sync(),
                 };
-                self.submit_write(op, id, h.sync(), link, out);
+                self.submit_write(op, id, h.sync(), &slot, link, out);
             }
             Request::Del { key } => {
                 self.count(cache_only, Counter::CacheDel, Counter::DbDel);
@@ -198,11 +229,14 @@ impl Engine {
                         },
                     );
                 }
+                if h.sync() && self.db.may_write_now(slot.db_idle()) {
+                    return self.write_now(id, key, None, link, out);
+                }
                 let op = DbOp::Del {
                     key: key.to_vec(),
                     sync: h.sync(),
                 };
-                self.submit_write(op, id, h.sync(), link, out);
+                self.submit_write(op, id, h.sync(), &slot, link, out);
             }
             Request::Cas { key, old, new } => {
                 self.count(cache_only, Counter::CacheCas, Counter::DbCas);
@@ -217,7 +251,7 @@ impl Engine {
                             old: old.to_vec(),
                             new: new.to_vec(),
                         };
-                        self.submit(op, id, link, out, true);
+                        self.submit(op, id, &slot, link, out, true);
                     }
                 }
             }
@@ -233,7 +267,7 @@ impl Engine {
                             key: key.to_vec(),
                             delta,
                         };
-                        self.submit(op, id, link, out, true);
+                        self.submit(op, id, &slot, link, out, true);
                     }
                 }
             }
@@ -272,11 +306,17 @@ impl Engine {
 
     /// Queues a SET or DEL: a synchronous one is answered by the queue once
     /// written, an asynchronous one at once.
-    fn submit_write(&self, op: DbOp, id: u32, sync: bool, link: &mut dyn Link, out: &mut Out<'_>) {
-        if sync {
-            self.submit(op, id, link, out, true);
-        } else {
-            self.submit(op, id, link, out, false);
+    fn submit_write(
+        &self,
+        op: DbOp,
+        id: u32,
+        sync: bool,
+        slot: &Locked<'_>,
+        link: &mut dyn Link,
+        out: &mut Out<'_>,
+    ) {
+        self.submit(op, id, slot, link, out, sync);
+        if !sync {
             out.code(id, ReplyCode::Ok);
         }
     }
@@ -299,6 +339,6 @@ impl Engine {
             key: key.to_vec(),
             fill: self.cache_fill.then(|| slot.ticket()),
         };
-        self.submit(op, id, link, out, true);
+        self.submit(op, id, &slot, link, out, true);
     }
 }

@@ -13,14 +13,17 @@
 //! first of them would split every round into a group of one and a group
 //! of the rest, halving throughput; so when the previous group was bigger
 //! than what is waiting, the committer waits for as many requests as that
-//! group had, for at most half an fsync. A lone client never waits (its
-//! previous group was one), and the wait adapts when clients come and go.
+//! group had, for at most the time of one fsync: a straggler left out
+//! would wait for a whole fsync more anyway. A lone client never waits (its
+//! previous group was one), and the wait adapts when clients come and go:
+//! a group cut short by the deadline sets the next group's target.
 
 use crate::backend::{Backend, BackendError};
 use crate::dbqueue::WriteHealth;
 use crate::reply::{Modes, ReplyTo};
 use nmdb_proto::{Answer, ErrorCode, ReplyCode};
 use parking_lot::{Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -59,6 +62,24 @@ pub struct SyncReply {
     pub reply: ReplyTo,
 }
 
+/// What the group commit has done, for the metrics: their ratio is the
+/// average group.
+#[derive(Debug, Default)]
+pub struct CommitCounts {
+    fsyncs: AtomicU64,
+    requests: AtomicU64,
+}
+
+impl CommitCounts {
+    /// (fsyncs done, synchronous requests they answered).
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.fsyncs.load(Ordering::Relaxed),
+            self.requests.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// Longest a group waits for more requests, whatever the fsync costs.
 const MAX_GATHER: Duration = Duration::from_millis(1);
 
@@ -75,6 +96,7 @@ struct Inner {
     backend: Arc<dyn Backend>,
     modes: Arc<Modes>,
     health: Arc<WriteHealth>,
+    counts: CommitCounts,
 }
 
 pub struct GroupCommit {
@@ -94,6 +116,7 @@ impl GroupCommit {
             backend,
             modes,
             health,
+            counts: CommitCounts::default(),
         });
         let thread = {
             let inner = inner.clone();
@@ -116,6 +139,16 @@ impl GroupCommit {
         let mut state = self.inner.state.lock();
         state.waiting.append(replies);
         drop(state);
+        self.inner.arrived.notify_one();
+    }
+
+    pub fn counts(&self) -> &CommitCounts {
+        &self.inner.counts
+    }
+
+    /// [`GroupCommit::submit`] for one answer.
+    pub fn submit_one(&self, reply: SyncReply) {
+        self.inner.state.lock().waiting.push(reply);
         self.inner.arrived.notify_one();
     }
 
@@ -174,7 +207,7 @@ impl Committer {
             inner.arrived.wait(&mut state);
         }
         if state.waiting.len() < self.last_group && !state.stop {
-            let deadline = Instant::now() + (self.fsync_time / 2).min(MAX_GATHER);
+            let deadline = Instant::now() + self.fsync_time.min(MAX_GATHER);
             while state.waiting.len() < self.last_group && !state.stop {
                 if inner.arrived.wait_until(&mut state, deadline).timed_out() {
                     break;
@@ -195,6 +228,11 @@ impl Committer {
             Err(_) => Answer::Error(ErrorCode::Db),
         };
         self.last_group = self.group.len();
+        let counts = &self.inner.counts;
+        counts.fsyncs.fetch_add(1, Ordering::Relaxed);
+        counts
+            .requests
+            .fetch_add(self.group.len() as u64, Ordering::Relaxed);
         for SyncReply { id, reply } in self.group.drain(..) {
             reply.send(&self.inner.modes, id, answer, &mut self.scratch);
         }

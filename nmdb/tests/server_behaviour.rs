@@ -168,6 +168,73 @@ fn sync_writes_survive_kill_9(durability: &str) {
     server.stop();
 }
 
+/// Synchronous writes skip the queue only when nothing is pending on
+/// their keys' stripes; pipelined behind queued writes of the same keys
+/// they queue, and the database ends with the last write of each key.
+fn pipelined_writes_keep_their_order(durability: &str) {
+    const KEYS: u32 = 300;
+    let dir = TempDir::new(&format!("order-{durability}"));
+    let level = ["--durability", durability];
+    let server = TestServer::start(&dir, &level);
+    let mut c = server.tcp_client();
+    let mut sent = 0;
+    for i in 0..KEYS {
+        let key = format!("order-{i}");
+        let key = key.as_bytes();
+        c.send(&set(key, b"first", 0));
+        c.send(&set(key, b"second", FLAGS_SYNC));
+        c.send(&set(key, b"third", 0));
+        sent += 3;
+        if i % 2 == 0 {
+            c.send(&del(key, FLAGS_SYNC));
+            sent += 1;
+        }
+    }
+    for _ in 0..sent {
+        assert_eq!(code(&c.recv()), ReplyCode::Ok);
+    }
+    // One at a time now: these find their stripes idle and skip the queue.
+    for i in (0..KEYS).step_by(3) {
+        let key = format!("order-{i}");
+        assert_eq!(
+            code(&c.call(&set(key.as_bytes(), b"last", FLAGS_SYNC))),
+            ReplyCode::Ok
+        );
+    }
+    let expect = |i: u32| -> Option<&'static [u8]> {
+        if i.is_multiple_of(3) {
+            Some(b"last")
+        } else if i.is_multiple_of(2) {
+            None
+        } else {
+            Some(b"third")
+        }
+    };
+    // A clean stop: the asynchronous "third" may still be queued.
+    server.stop();
+    let server = TestServer::start(&dir, &level);
+    let mut c = server.tcp_client();
+    for i in 0..KEYS {
+        let key = format!("order-{i}");
+        let reply = c.call(&get(key.as_bytes(), 0));
+        match expect(i) {
+            Some(value) => assert_eq!(data(&reply), value, "{key}"),
+            None => assert_eq!(code(&reply), ReplyCode::NotIn, "{key}"),
+        }
+    }
+    server.stop();
+}
+
+#[test]
+fn pipelined_writes_keep_their_order_at_disk_durability() {
+    pipelined_writes_keep_their_order("disk");
+}
+
+#[test]
+fn pipelined_writes_keep_their_order_at_process_durability() {
+    pipelined_writes_keep_their_order("process");
+}
+
 #[test]
 fn sync_writes_survive_kill_9_right_after_the_reply_at_disk_durability() {
     sync_writes_survive_kill_9("disk");
@@ -464,13 +531,13 @@ fn concurrent_writers_leave_cache_and_database_agreeing() {
                     let key = &keys[round as usize % keys.len()];
                     let value = [t, (round % 251) as u8];
                     let flags = if round % 5 == 0 { FLAGS_SYNC } else { 0 };
-                    let m = if (round + t as u32) % 7 == 0 {
+                    let m = if (round + t as u32).is_multiple_of(7) {
                         del(key, flags)
                     } else {
                         set(key, &value, flags)
                     };
                     barrier.wait();
-                    let r = if (round + t as u32) % 2 == 0 {
+                    let r = if (round + t as u32).is_multiple_of(2) {
                         tcp.call(&m)
                     } else {
                         udp.call(&m)

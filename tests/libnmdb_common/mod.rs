@@ -20,7 +20,7 @@ use nmdb_proto::request::parse;
 use nmdb_proto::{ErrorCode, ReplyCode, Request, NUM_COUNTERS};
 
 pub fn hex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length");
+    assert!(s.len().is_multiple_of(2), "odd hex length");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))

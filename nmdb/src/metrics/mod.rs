@@ -200,6 +200,22 @@ impl Collector for Sources {
             write_errors,
         )?;
 
+        let (fsyncs, committed) = self.engine.db.commits();
+        scalar(
+            e,
+            Counter,
+            "db_fsyncs",
+            "Fsyncs of the database log that answered synchronous writes (group commits).",
+            fsyncs,
+        )?;
+        scalar(
+            e,
+            Counter,
+            "db_fsync_requests",
+            "Synchronous SET and DEL requests answered by those fsyncs.",
+            committed,
+        )?;
+
         scalar(
             e,
             Gauge,

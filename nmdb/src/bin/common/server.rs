@@ -13,6 +13,9 @@ pub struct BenchServer {
     /// Present when started with UDP.
     #[allow(dead_code)] // nmdb-overload uses TCP only
     pub udp: Option<SocketAddr>,
+    /// Present when started with `--metrics`.
+    #[allow(dead_code)] // nmdb-overload does not scrape
+    pub metrics: Option<SocketAddr>,
     dir: PathBuf,
 }
 
@@ -53,20 +56,37 @@ impl BenchServer {
             assert!(Instant::now() < deadline, "nmdb did not start:\n{text}");
             std::thread::sleep(Duration::from_millis(10));
         };
-        let addr = |p: &str| -> SocketAddr {
+        let find = |p: &str| -> Option<SocketAddr> {
             let tag = format!("listening on {p} ");
-            let line = text.lines().find(|l| l.contains(&tag)).unwrap();
-            line[line.find(&tag).unwrap() + tag.len()..]
-                .trim()
-                .parse()
-                .unwrap()
+            let line = text.lines().find(|l| l.contains(&tag))?;
+            line[line.find(&tag)? + tag.len()..].trim().parse().ok()
         };
+        let addr = |p: &str| find(p).unwrap_or_else(|| panic!("no {p} address in:\n{text}"));
         BenchServer {
             tcp: addr("tcp"),
             udp: udp.then(|| addr("udp")),
+            metrics: find("metrics"),
             child,
             dir,
         }
+    }
+
+    /// A counter or gauge from the server's `/metrics` (started with
+    /// `--metrics`).
+    #[allow(dead_code)] // nmdb-overload does not scrape
+    pub fn metric(&self, name: &str) -> f64 {
+        use std::io::{Read, Write};
+        let addr = self.metrics.expect("started with --metrics");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no metric {name}"))
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     #[allow(dead_code)] // nmdb-overload does not measure CPU
