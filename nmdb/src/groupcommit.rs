@@ -190,7 +190,12 @@ impl Committer {
         while self.gather() {
             let started = Instant::now();
             let result = self.inner.backend.make_durable();
-            self.fsync_time = (self.fsync_time * 7 + started.elapsed()) / 8;
+            let took = started.elapsed();
+            self.fsync_time = if self.fsync_time.is_zero() {
+                took
+            } else {
+                (self.fsync_time * 7 + took) / 8
+            };
             self.answer(&result);
         }
     }
@@ -242,6 +247,155 @@ impl Committer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::{BackendResult, WriteOp};
+    use crate::reply::StreamReply;
+    use nmdb_proto::Reply;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::sync::{mpsc, Semaphore};
+
+    /// A backend whose fsync takes `fsync` and fails when told to.
+    struct SlowDisk {
+        fsync: Duration,
+        fail: bool,
+        fsyncs: AtomicUsize,
+    }
+
+    impl Backend for SlowDisk {
+        fn get(&self, _: &[u8]) -> BackendResult<Option<Vec<u8>>> {
+            Ok(None)
+        }
+        fn write(&self, _: &[WriteOp]) -> BackendResult<()> {
+            Ok(())
+        }
+        fn make_durable(&self) -> BackendResult<()> {
+            std::thread::sleep(self.fsync);
+            self.fsyncs.fetch_add(1, Ordering::SeqCst);
+            match self.fail {
+                true => Err(BackendError::Engine("disk on fire".into())),
+                false => Ok(()),
+            }
+        }
+        fn first_key(&self) -> BackendResult<Option<Vec<u8>>> {
+            Ok(None)
+        }
+        fn next_key(&self, _: &[u8]) -> BackendResult<Option<Vec<u8>>> {
+            Ok(None)
+        }
+        fn flush(&self) -> BackendResult<()> {
+            Ok(())
+        }
+    }
+
+    fn start(fail: bool) -> (GroupCommit, Arc<SlowDisk>) {
+        let disk = Arc::new(SlowDisk {
+            fsync: Duration::from_millis(20),
+            fail,
+            fsyncs: AtomicUsize::new(0),
+        });
+        let commit = GroupCommit::start(
+            disk.clone(),
+            Arc::new(Modes::default()),
+            Arc::new(WriteHealth::default()),
+        )
+        .unwrap();
+        (commit, disk)
+    }
+
+    /// `n` answers on one stream, and where they arrive.
+    fn replies(n: usize) -> (Vec<SyncReply>, mpsc::UnboundedReceiver<StreamReply>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let slots = Arc::new(Semaphore::new(n));
+        let replies = (0..n as u32)
+            .map(|id| SyncReply {
+                id,
+                reply: ReplyTo::Stream {
+                    tx: tx.clone(),
+                    slot: slots.clone().try_acquire_owned().unwrap(),
+                    timer: None,
+                },
+            })
+            .collect();
+        (replies, rx)
+    }
+
+    /// Waits for `n` answers; their reply codes, or error codes as `Err`.
+    fn answers(rx: &mut mpsc::UnboundedReceiver<StreamReply>, n: usize) -> Vec<Result<u32, u32>> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut got = Vec::new();
+        while got.len() < n {
+            match rx.try_recv() {
+                Ok(r) => {
+                    let reply = Reply::parse(&r.bytes[4..]).unwrap();
+                    got.push(match reply.error_code() {
+                        Some(e) => Err(e),
+                        None => Ok(reply.reply_code().unwrap() as u32),
+                    });
+                }
+                Err(_) => {
+                    assert!(Instant::now() < deadline, "{} of {n} answered", got.len());
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn writes_waiting_together_share_an_fsync() {
+        let (commit, disk) = start(false);
+        let (waiting, mut rx) = replies(8);
+        // The first starts an fsync of 20 ms; the others queue during it
+        // and share the next.
+        for reply in waiting {
+            commit.submit_one(reply);
+        }
+        let got = answers(&mut rx, 8);
+        assert!(
+            got.iter().all(|a| *a == Ok(ReplyCode::Ok as u32)),
+            "{got:?}"
+        );
+        let fsyncs = disk.fsyncs.load(Ordering::SeqCst);
+        assert!(fsyncs <= 2, "8 waiting writes took {fsyncs} fsyncs");
+        commit.shutdown();
+    }
+
+    #[test]
+    fn nothing_is_answered_before_its_fsync() {
+        let (commit, disk) = start(false);
+        let (mut waiting, mut rx) = replies(1);
+        commit.submit(&mut waiting);
+        let got = answers(&mut rx, 1);
+        assert_eq!(got, [Ok(ReplyCode::Ok as u32)]);
+        assert_eq!(
+            disk.fsyncs.load(Ordering::SeqCst),
+            1,
+            "answered before the fsync ended"
+        );
+        commit.shutdown();
+    }
+
+    #[test]
+    fn a_failed_fsync_answers_err_db() {
+        let (commit, _) = start(true);
+        let (mut waiting, mut rx) = replies(3);
+        commit.submit(&mut waiting);
+        let got = answers(&mut rx, 3);
+        assert!(
+            got.iter().all(|a| *a == Err(ErrorCode::Db as u32)),
+            "{got:?}"
+        );
+        commit.shutdown();
+    }
+
+    #[test]
+    fn shutdown_answers_what_was_submitted() {
+        let (commit, disk) = start(false);
+        let (mut waiting, mut rx) = replies(5);
+        commit.submit(&mut waiting);
+        commit.shutdown();
+        assert_eq!(answers(&mut rx, 5).len(), 5);
+        assert!(disk.fsyncs.load(Ordering::SeqCst) >= 1);
+    }
 
     #[test]
     fn durability_names_parse_and_others_are_refused_with_the_choices() {
