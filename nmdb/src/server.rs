@@ -20,8 +20,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Database queue workers. More than the cores: a worker waiting on an
-/// fsync leaves the CPU to the others.
+/// Database queue workers. More than the cores: a worker waiting on a
+/// database read from disk leaves the CPU to the others (fsyncs are the
+/// group commit thread's, see groupcommit.rs).
 const DB_WORKERS: usize = 4;
 
 /// Why the server could not start.
