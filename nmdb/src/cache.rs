@@ -21,8 +21,8 @@
 //! entry first. With small objects the allocator's per-allocation overhead
 //! and per-entry pointers would otherwise cost more than the data (a key and
 //! a value allocated apart cost ~70 bytes beyond a 16-byte key and 100-byte
-//! value); packed, an object costs its bytes plus about 8. A write rebuilds
-//! its bucket (at most four entries) in a new exact-size allocation.
+//! value); packed, an object costs its bytes plus about 4. A write rebuilds
+//! its bucket (at most four entries), in place when it fits.
 
 use crate::incr::{self, NotANumber};
 use parking_lot::{Mutex, MutexGuard};
@@ -32,8 +32,29 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub const BUCKET_WAYS: usize = 4;
 const MAX_STRIPES: usize = 1024;
 
-/// A bucket's packed entries; empty buckets allocate nothing.
-type Packed = Box<[u8]>;
+/// A bucket's packed entries; empty buckets allocate nothing. Its
+/// capacity may exceed its length: see [`room_for`].
+type Packed = Vec<u8>;
+
+/// Buckets of small entries get room for four at their first, so a bucket
+/// filling up is written in place instead of reallocated at each insert:
+/// the chunks that growing buckets left behind cost a tenth of a full
+/// cache of small objects. Past this many bytes a bucket is sized exactly,
+/// so the room reserved and not yet used stays under this per bucket.
+const RESERVE_UP_TO: usize = 1024;
+
+/// The capacity a bucket of `objects` entries packed in `len` bytes gets.
+fn room_for(objects: usize, len: usize) -> usize {
+    if objects == 0 {
+        return 0;
+    }
+    let four = len / objects * BUCKET_WAYS;
+    if objects < BUCKET_WAYS && four <= RESERVE_UP_TO {
+        four.max(len)
+    } else {
+        len
+    }
+}
 
 /// One entry, borrowed from a packed bucket.
 #[derive(Clone, Copy)]
@@ -86,17 +107,8 @@ fn write_varint(out: &mut Vec<u8>, mut n: usize) {
     out.push(n as u8);
 }
 
-fn varint_len(mut n: usize) -> usize {
-    let mut len = 1;
-    while n >= 0x80 {
-        n >>= 7;
-        len += 1;
-    }
-    len
-}
-
 /// Reads a LEB128 number written by [`write_varint`]; buckets are only
-/// ever written by [`pack`], so the bytes are well formed.
+/// ever written by [`pack_into`], so the bytes are well formed.
 fn read_varint(bytes: &[u8]) -> (usize, &[u8]) {
     let mut n = 0usize;
     for (i, &b) in bytes.iter().enumerate() {
@@ -108,21 +120,20 @@ fn read_varint(bytes: &[u8]) -> (usize, &[u8]) {
     unreachable!("a packed bucket ends inside a length")
 }
 
-/// Packs `entries` into one exact-size allocation.
-fn pack<'a>(entries: impl Iterator<Item = Entry<'a>> + Clone) -> Packed {
-    let size: usize = entries
-        .clone()
-        .map(|e| varint_len(e.key.len()) + varint_len(e.value.len()) + e.key.len() + e.value.len())
-        .sum();
-    let mut out = Vec::with_capacity(size);
+thread_local! {
+    /// Where a bucket is packed before it replaces the old one: as large
+    /// as the largest bucket this thread has written.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Packs `entries` into `out`, after what it holds.
+fn pack_into<'a>(out: &mut Vec<u8>, entries: impl Iterator<Item = Entry<'a>>) {
     for e in entries {
-        write_varint(&mut out, e.key.len());
-        write_varint(&mut out, e.value.len());
+        write_varint(out, e.key.len());
+        write_varint(out, e.value.len());
         out.extend_from_slice(e.key);
         out.extend_from_slice(e.value);
     }
-    debug_assert_eq!(out.len(), out.capacity());
-    out.into_boxed_slice()
 }
 
 #[derive(Default)]
@@ -135,58 +146,71 @@ struct Stripe {
 }
 
 impl Stripe {
-    /// Replaces bucket `index` with `packed` holding `objects` entries,
-    /// keeping the stripe's totals.
-    fn replace(&mut self, index: usize, packed: Packed, objects: usize, old_objects: usize) {
-        self.objects = self.objects + objects - old_objects;
-        self.bytes = self.bytes + packed.len() - self.buckets[index].len();
-        self.buckets[index] = packed;
+    /// Replaces bucket `index` with what `build` packs (given the old
+    /// bucket), keeping the stripe's totals. `build` returns the entries
+    /// held before and after. A small bucket is rewritten in place when its
+    /// room fits ([`room_for`]); others get a new allocation.
+    fn rebuild(&mut self, index: usize, build: impl FnOnce(&[u8], &mut Vec<u8>) -> (usize, usize)) {
+        SCRATCH.with_borrow_mut(|packed| {
+            packed.clear();
+            let (old_objects, objects) = build(&self.buckets[index], packed);
+            self.objects = self.objects + objects - old_objects;
+            let bucket = &mut self.buckets[index];
+            self.bytes = self.bytes + packed.len() - bucket.len();
+            let room = room_for(objects, packed.len());
+            let fits = bucket.capacity() >= packed.len() && bucket.capacity() <= 2 * room;
+            // Large buckets always move: the allocator then reuses the holes
+            // that growing buckets left (measured: 1107 bytes per 1 KB
+            // object instead of 1143 when rewritten in place).
+            if !fits || packed.len() > RESERVE_UP_TO {
+                *bucket = Packed::with_capacity(room);
+            }
+            bucket.clear();
+            bucket.extend_from_slice(packed);
+        });
     }
 
     /// Puts `key` at the front of bucket `index` with `value`, dropping its
     /// old entry, or the last one when the bucket is full.
     fn insert_front(&mut self, index: usize, key: &[u8], value: &[u8]) {
-        let old = Entries::unpack(&self.buckets[index]);
-        let others = old.as_slice().iter().filter(|e| e.key != key);
-        let kept = others.clone().count().min(BUCKET_WAYS - 1);
-        let new = Entry { key, value };
-        let packed = pack(std::iter::once(new).chain(others.copied().take(kept)));
-        let old_len = old.len;
-        self.replace(index, packed, kept + 1, old_len);
+        self.rebuild(index, |bucket, packed| {
+            let old = Entries::unpack(bucket);
+            let others = old.as_slice().iter().filter(|e| e.key != key);
+            let kept = others.clone().count().min(BUCKET_WAYS - 1);
+            let new = Entry { key, value };
+            pack_into(
+                packed,
+                std::iter::once(new).chain(others.copied().take(kept)),
+            );
+            (old.len, kept + 1)
+        });
     }
 
     /// Gives entry `pos` of bucket `index` a new value in place (no
     /// reordering).
     fn rewrite_value(&mut self, index: usize, pos: usize, value: &[u8]) {
-        let old = Entries::unpack(&self.buckets[index]);
-        let entries = old.as_slice().iter().enumerate().map(|(i, e)| {
-            if i == pos {
-                Entry { key: e.key, value }
-            } else {
-                *e
-            }
+        self.rebuild(index, |bucket, packed| {
+            let old = Entries::unpack(bucket);
+            let entries = old.as_slice().iter().enumerate().map(|(i, e)| {
+                if i == pos {
+                    Entry { key: e.key, value }
+                } else {
+                    *e
+                }
+            });
+            pack_into(packed, entries);
+            (old.len, old.len)
         });
-        let packed = pack(entries);
-        let n = old.len;
-        self.replace(index, packed, n, n);
     }
 
     /// Removes entry `pos` of bucket `index`.
     fn remove(&mut self, index: usize, pos: usize) {
-        let old = Entries::unpack(&self.buckets[index]);
-        let n = old.len;
-        let packed = if n == 1 {
-            Packed::default()
-        } else {
-            pack(
-                old.as_slice()
-                    .iter()
-                    .enumerate()
-                    .filter(|&(i, _)| i != pos)
-                    .map(|(_, e)| *e),
-            )
-        };
-        self.replace(index, packed, n - 1, n);
+        self.rebuild(index, |bucket, packed| {
+            let old = Entries::unpack(bucket);
+            let rest = old.as_slice().iter().enumerate().filter(|&(i, _)| i != pos);
+            pack_into(packed, rest.map(|(_, e)| *e));
+            (old.len, old.len - 1)
+        });
     }
 }
 
@@ -601,5 +625,41 @@ mod tests {
         assert!(!c.lock(b"a").db_idle());
         c.db_done(second);
         assert!(c.lock(b"a").db_idle());
+    }
+
+    /// The one bucket of a one-bucket cache: (length, capacity, address).
+    fn only_bucket(c: &Cache) -> (usize, usize, usize) {
+        let s = c.stripes[0].lock();
+        let b = &s.buckets[0];
+        (b.len(), b.capacity(), b.as_ptr() as usize)
+    }
+
+    #[test]
+    fn a_bucket_of_small_entries_gets_room_for_four_and_fills_in_place() {
+        let c = Cache::new(BUCKET_WAYS);
+        c.lock(b"k1").set(b"k1", &[7; 20]); // 2 + 2 + 20 bytes packed
+        let (len, cap, at) = only_bucket(&c);
+        assert_eq!((len, cap), (24, 96));
+        for k in [b"k2", b"k3", b"k4", b"k5", b"k6"] {
+            c.lock(k).set(k, &[7; 20]);
+        }
+        // Filled, then evicting: same allocation throughout.
+        assert_eq!(only_bucket(&c), (96, 96, at));
+        assert_eq!(c.objects(), BUCKET_WAYS);
+    }
+
+    #[test]
+    fn large_and_emptied_buckets_hold_no_spare_room() {
+        let c = Cache::new(BUCKET_WAYS);
+        c.lock(b"big").set(b"big", &[1; 2000]);
+        let (len, cap, _) = only_bucket(&c);
+        assert_eq!(cap, len, "a bucket past RESERVE_UP_TO is sized exactly");
+        assert!(c.lock(b"big").del(b"big"));
+        assert_eq!(only_bucket(&c).1, 0, "an empty bucket keeps no allocation");
+        // A small bucket that shrinks a lot gives its room back.
+        c.lock(b"a").set(b"a", &[1; 200]);
+        c.lock(b"a").set(b"a", b"x");
+        let (len, cap, _) = only_bucket(&c);
+        assert!(cap <= 2 * room_for(1, len), "{cap} bytes kept for {len}");
     }
 }
