@@ -83,10 +83,28 @@ impl CommitCounts {
 /// Longest a group waits for more requests, whatever the fsync costs.
 const MAX_GATHER: Duration = Duration::from_millis(1);
 
-#[derive(Default)]
 struct State {
     waiting: Vec<SyncReply>,
+    /// How many waiting answers wake the committer: one when it is idle,
+    /// the group it gathers for while gathering. Waking it for each
+    /// arrival would cost a context switch per request.
+    wake_at: usize,
     stop: bool,
+}
+
+impl State {
+    fn new() -> Self {
+        State {
+            waiting: Vec::new(),
+            wake_at: 1,
+            stop: false,
+        }
+    }
+
+    /// Whether the committer waits for what just arrived.
+    fn enough(&self) -> bool {
+        self.waiting.len() >= self.wake_at
+    }
 }
 
 struct Inner {
@@ -111,7 +129,7 @@ impl GroupCommit {
         health: Arc<WriteHealth>,
     ) -> std::io::Result<Self> {
         let inner = Arc::new(Inner {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State::new()),
             arrived: Condvar::new(),
             backend,
             modes,
@@ -138,8 +156,9 @@ impl GroupCommit {
         }
         let mut state = self.inner.state.lock();
         state.waiting.append(replies);
-        drop(state);
-        self.inner.arrived.notify_one();
+        if state.enough() {
+            self.inner.arrived.notify_one();
+        }
     }
 
     pub fn counts(&self) -> &CommitCounts {
@@ -148,8 +167,11 @@ impl GroupCommit {
 
     /// [`GroupCommit::submit`] for one answer.
     pub fn submit_one(&self, reply: SyncReply) {
-        self.inner.state.lock().waiting.push(reply);
-        self.inner.arrived.notify_one();
+        let mut state = self.inner.state.lock();
+        state.waiting.push(reply);
+        if state.enough() {
+            self.inner.arrived.notify_one();
+        }
     }
 
     /// Makes everything submitted durable and answers it, then stops the
@@ -205,6 +227,7 @@ impl Committer {
     fn gather(&mut self) -> bool {
         let inner = self.inner.clone();
         let mut state = inner.state.lock();
+        state.wake_at = 1;
         while state.waiting.is_empty() {
             if state.stop {
                 return false;
@@ -212,12 +235,14 @@ impl Committer {
             inner.arrived.wait(&mut state);
         }
         if state.waiting.len() < self.last_group && !state.stop {
+            state.wake_at = self.last_group;
             let deadline = Instant::now() + self.fsync_time.min(MAX_GATHER);
             while state.waiting.len() < self.last_group && !state.stop {
                 if inner.arrived.wait_until(&mut state, deadline).timed_out() {
                     break;
                 }
             }
+            state.wake_at = 1;
         }
         std::mem::swap(&mut self.group, &mut state.waiting);
         true
