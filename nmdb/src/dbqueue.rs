@@ -21,7 +21,9 @@
 //! for the database and no operation on its cache stripe is in progress,
 //! the thread that received it applies it at once ([`DbQueue::write_now`])
 //! and the request skips two thread hand-offs. Nothing older on the key
-//! can be overtaken, since the stripe is held and none is pending.
+//! can be overtaken, since the stripe is held and none is pending. That
+//! thread serves other clients, so the write never waits: one RocksDB
+//! would delay (a write stall) is queued for a worker instead.
 
 use crate::backend::{Backend, BackendError, WriteOp};
 use crate::budget::QueueBudget;
@@ -114,6 +116,9 @@ pub enum WrittenNow {
     NeedsCommit,
     /// A DEL of a key the database does not have: answer `NotIn`.
     NotIn,
+    /// The database would have made the write wait (a write stall):
+    /// nothing was written; queue it for a worker, which may wait.
+    WouldWait,
 }
 
 /// FIRSTKEY or NEXTKEY.
@@ -278,7 +283,9 @@ impl DbQueue {
     /// Applies a synchronous SET (`value` present) or DEL on the calling
     /// thread, which holds the key's cache stripe and has checked
     /// [`DbQueue::may_write_now`]. A DEL reads first, as a queued one does,
-    /// to answer `NotIn` for a key the database lacks.
+    /// to answer `NotIn` for a key the database lacks. The calling thread
+    /// serves other clients, so the write never waits in a write stall
+    /// ([`WrittenNow::WouldWait`]).
     pub fn write_now(&self, key: &[u8], value: Option<&[u8]>) -> Result<WrittenNow, ErrorCode> {
         let op = match value {
             Some(value) => WriteOp::Put {
@@ -295,8 +302,12 @@ impl DbQueue {
                 }
             },
         };
-        match self.backend.write(std::slice::from_ref(&op)) {
-            Ok(()) => {
+        match self
+            .backend
+            .write_without_waiting(std::slice::from_ref(&op))
+        {
+            Ok(false) => Ok(WrittenNow::WouldWait),
+            Ok(true) => {
                 self.health.succeeded();
                 Ok(match self.commit {
                     Some(_) => WrittenNow::NeedsCommit,

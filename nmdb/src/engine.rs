@@ -161,7 +161,8 @@ impl Engine {
     }
 
     /// Applies a synchronous SET (`value` present) or DEL on this thread,
-    /// the key's stripe held; see [`DbQueue::write_now`].
+    /// the key's stripe held; see [`DbQueue::write_now`]. False when the
+    /// database would make the write wait: the caller queues it instead.
     fn write_now(
         &self,
         id: u32,
@@ -169,8 +170,9 @@ impl Engine {
         value: Option<&[u8]>,
         link: &mut dyn Link,
         out: &mut Out<'_>,
-    ) {
+    ) -> bool {
         match self.db.write_now(key, value) {
+            Ok(WrittenNow::WouldWait) => return false,
             Ok(WrittenNow::Done) => out.code(id, ReplyCode::Ok),
             Ok(WrittenNow::NotIn) => out.code(id, ReplyCode::NotIn),
             Ok(WrittenNow::NeedsCommit) => {
@@ -179,6 +181,7 @@ impl Engine {
             }
             Err(code) => out.answer(id, Answer::Error(code)),
         }
+        true
     }
 
     fn execute(&self, h: Header, req: Request<'_>, link: &mut dyn Link, out: &mut Out<'_>) {
@@ -205,8 +208,11 @@ impl Engine {
                 if cache_only {
                     return out.code(id, ReplyCode::Ok);
                 }
-                if h.sync() && self.db.may_write_now(slot.db_idle()) {
-                    return self.write_now(id, key, Some(value), link, out);
+                if h.sync()
+                    && self.db.may_write_now(slot.db_idle())
+                    && self.write_now(id, key, Some(value), link, out)
+                {
+                    return;
                 }
                 let op = DbOp::Set {
                     key: key.to_vec(),
@@ -229,8 +235,11 @@ impl Engine {
                         },
                     );
                 }
-                if h.sync() && self.db.may_write_now(slot.db_idle()) {
-                    return self.write_now(id, key, None, link, out);
+                if h.sync()
+                    && self.db.may_write_now(slot.db_idle())
+                    && self.write_now(id, key, None, link, out)
+                {
+                    return;
                 }
                 let op = DbOp::Del {
                     key: key.to_vec(),
@@ -340,5 +349,139 @@ impl Engine {
             fill: self.cache_fill.then(|| slot.ticket()),
         };
         self.submit(op, id, &slot, link, out, true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Backend, BackendResult, WriteOp};
+    use crate::dbqueue::{Shared, WriteHealth};
+    use crate::groupcommit::Durability;
+    use crate::reply::{StreamReply, STREAM_SHAPE};
+    use nmdb_proto::{Reply, FLAGS_SYNC};
+    use parking_lot::Mutex;
+    use tokio::sync::{mpsc, Semaphore};
+
+    /// A database in a write stall: writes that may not wait are refused,
+    /// writes that may wait are applied (and remembered).
+    #[derive(Default)]
+    struct Stalled {
+        written: Mutex<Vec<WriteOp>>,
+    }
+
+    impl Backend for Stalled {
+        fn get(&self, _: &[u8]) -> BackendResult<Option<Vec<u8>>> {
+            Ok(None)
+        }
+        fn write(&self, ops: &[WriteOp]) -> BackendResult<()> {
+            self.written.lock().extend_from_slice(ops);
+            Ok(())
+        }
+        fn make_durable(&self) -> BackendResult<()> {
+            Ok(())
+        }
+        fn write_without_waiting(&self, _: &[WriteOp]) -> BackendResult<bool> {
+            Ok(false)
+        }
+        fn first_key(&self) -> BackendResult<Option<Vec<u8>>> {
+            Ok(None)
+        }
+        fn next_key(&self, _: &[u8]) -> BackendResult<Option<Vec<u8>>> {
+            Ok(None)
+        }
+        fn flush(&self) -> BackendResult<()> {
+            Ok(())
+        }
+    }
+
+    /// A stream transport's side, its deferred answers arriving on `rx`.
+    struct TestLink {
+        tx: mpsc::UnboundedSender<StreamReply>,
+        slots: Arc<Semaphore>,
+    }
+
+    impl Link for TestLink {
+        fn shape(&self) -> ReplyShape {
+            STREAM_SHAPE
+        }
+        fn defer(&mut self) -> ReplyTo {
+            ReplyTo::Stream {
+                tx: self.tx.clone(),
+                slot: self.slots.clone().try_acquire_owned().unwrap(),
+                timer: None,
+            }
+        }
+        fn pauses_when_queue_full(&self) -> bool {
+            true
+        }
+        fn queued_for_db(&mut self) {}
+    }
+
+    #[test]
+    fn a_sync_write_the_database_would_stall_goes_to_the_queue_and_is_answered() {
+        for durability in [Durability::Disk, Durability::Process] {
+            let backend = Arc::new(Stalled::default());
+            let cache = Arc::new(Cache::new(1024));
+            let stats = Arc::new(Stats::default());
+            let modes = Arc::new(Modes::default());
+            let shared = Shared {
+                backend: backend.clone(),
+                cache: cache.clone(),
+                stats: stats.clone(),
+                modes: modes.clone(),
+                cache_fill: true,
+                health: Arc::new(WriteHealth::default()),
+                durability,
+            };
+            let engine = Engine {
+                cache,
+                db: DbQueue::start(shared, 2, 1 << 20).unwrap(),
+                stats,
+                modes,
+                cache_fill: true,
+                queue_full_log: EverySecond::default(),
+                latency: None,
+            };
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let mut link = TestLink {
+                tx,
+                slots: Arc::new(Semaphore::new(4)),
+            };
+            let mut msg = Vec::new();
+            Request::Set {
+                key: b"k",
+                value: b"v",
+            }
+            .encode(7, FLAGS_SYNC, &mut msg);
+            let mut out = Vec::new();
+            engine.handle(&msg, &mut link, &mut out);
+            assert!(
+                out.is_empty(),
+                "{durability:?}: answered before it was written"
+            );
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let reply = loop {
+                if let Ok(r) = rx.try_recv() {
+                    break r;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{durability:?}: no answer"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            };
+            let reply = Reply::parse(&reply.bytes[4..]).unwrap();
+            assert_eq!(reply.reply_code(), Some(ReplyCode::Ok), "{durability:?}");
+            assert_eq!(
+                *backend.written.lock(),
+                [WriteOp::Put {
+                    key: b"k".to_vec(),
+                    value: b"v".to_vec()
+                }],
+                "{durability:?}: the queue's worker wrote it"
+            );
+            engine.db.shutdown();
+        }
     }
 }

@@ -68,6 +68,14 @@ pub trait Backend: Send + Sync {
     /// power loss). Called for a group of synchronous requests at once.
     fn make_durable(&self) -> BackendResult<()>;
 
+    /// Applies `ops` like [`Backend::write`], unless the engine would first
+    /// make the writer wait (a write stall while compaction catches up):
+    /// then applies nothing and returns `Ok(false)`. For writes made on a
+    /// thread that serves other clients.
+    fn write_without_waiting(&self, ops: &[WriteOp]) -> BackendResult<bool> {
+        self.write(ops).map(|()| true)
+    }
+
     /// Some key of the database (the start of a walk), `None` when empty.
     fn first_key(&self) -> BackendResult<Option<Vec<u8>>>;
 
@@ -179,6 +187,13 @@ pub(crate) mod conformance {
         assert_eq!(b.get(b"s").unwrap().as_deref(), Some(&b"v"[..]));
     }
 
+    /// With nothing stalling, a write that may not wait is applied.
+    pub fn prompt_write_applies_when_nothing_stalls(b: &dyn Backend) {
+        assert!(b.write_without_waiting(&[put(b"p", b"v")]).unwrap());
+        b.make_durable().unwrap();
+        assert_eq!(b.get(b"p").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+
     pub fn empty_and_binary_values_round_trip(b: &dyn Backend) {
         b.write(&[put(b"", b""), put(b"\0\xff", b"\0\x01\0")])
             .unwrap();
@@ -225,6 +240,7 @@ pub(crate) mod conformance {
         run_common(make);
         batch_applies_in_order(&*make());
         durable_write_is_readable(&*make());
+        prompt_write_applies_when_nothing_stalls(&*make());
         empty_and_binary_values_round_trip(&*make());
         walk_visits_every_key_once(&*make());
     }

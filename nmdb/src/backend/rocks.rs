@@ -10,10 +10,23 @@ use std::path::Path;
 pub struct RocksBackend {
     db: DB,
     write_options: WriteOptions,
+    /// Fail with `Incomplete` rather than wait in a write stall.
+    prompt_write_options: WriteOptions,
 }
 
 fn engine(e: rocksdb::Error) -> BackendError {
     BackendError::Engine(e.into_string())
+}
+
+fn batch_of(ops: &[WriteOp]) -> WriteBatch {
+    let mut batch = WriteBatch::default();
+    for op in ops {
+        match op {
+            WriteOp::Put { key, value } => batch.put(key, value),
+            WriteOp::Delete { key } => batch.delete(key),
+        }
+    }
+    batch
 }
 
 impl RocksBackend {
@@ -37,9 +50,12 @@ impl RocksBackend {
         let db = DB::open(&opts, path).map_err(|e| {
             BackendError::Engine(format!("opening {}: {}", path.display(), e.into_string()))
         })?;
+        let mut prompt_write_options = WriteOptions::default();
+        prompt_write_options.set_no_slowdown(true);
         Ok(Self {
             db,
             write_options: WriteOptions::default(),
+            prompt_write_options,
         })
     }
 }
@@ -50,16 +66,17 @@ impl Backend for RocksBackend {
     }
 
     fn write(&self, ops: &[WriteOp]) -> BackendResult<()> {
-        let mut batch = WriteBatch::default();
-        for op in ops {
-            match op {
-                WriteOp::Put { key, value } => batch.put(key, value),
-                WriteOp::Delete { key } => batch.delete(key),
-            }
-        }
         self.db
-            .write_opt(batch, &self.write_options)
+            .write_opt(batch_of(ops), &self.write_options)
             .map_err(engine)
+    }
+
+    fn write_without_waiting(&self, ops: &[WriteOp]) -> BackendResult<bool> {
+        match self.db.write_opt(batch_of(ops), &self.prompt_write_options) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(false),
+            Err(e) => Err(engine(e)),
+        }
     }
 
     fn make_durable(&self) -> BackendResult<()> {
