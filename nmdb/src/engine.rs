@@ -355,45 +355,12 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{Backend, BackendResult, WriteOp};
+    use crate::backend::{FakeBackend, WriteOp};
     use crate::dbqueue::{Shared, WriteHealth};
     use crate::groupcommit::Durability;
     use crate::reply::{StreamReply, STREAM_SHAPE};
     use nmdb_proto::{Reply, FLAGS_SYNC};
-    use parking_lot::Mutex;
     use tokio::sync::{mpsc, Semaphore};
-
-    /// A database in a write stall: writes that may not wait are refused,
-    /// writes that may wait are applied (and remembered).
-    #[derive(Default)]
-    struct Stalled {
-        written: Mutex<Vec<WriteOp>>,
-    }
-
-    impl Backend for Stalled {
-        fn get(&self, _: &[u8]) -> BackendResult<Option<Vec<u8>>> {
-            Ok(None)
-        }
-        fn write(&self, ops: &[WriteOp]) -> BackendResult<()> {
-            self.written.lock().extend_from_slice(ops);
-            Ok(())
-        }
-        fn make_durable(&self) -> BackendResult<()> {
-            Ok(())
-        }
-        fn write_without_waiting(&self, _: &[WriteOp]) -> BackendResult<bool> {
-            Ok(false)
-        }
-        fn first_key(&self) -> BackendResult<Option<Vec<u8>>> {
-            Ok(None)
-        }
-        fn next_key(&self, _: &[u8]) -> BackendResult<Option<Vec<u8>>> {
-            Ok(None)
-        }
-        fn flush(&self) -> BackendResult<()> {
-            Ok(())
-        }
-    }
 
     /// A stream transport's side, its deferred answers arriving on `rx`.
     struct TestLink {
@@ -421,7 +388,11 @@ mod tests {
     #[test]
     fn a_sync_write_the_database_would_stall_goes_to_the_queue_and_is_answered() {
         for durability in [Durability::Disk, Durability::Process] {
-            let backend = Arc::new(Stalled::default());
+            // In a write stall: writes that may not wait are refused.
+            let backend = Arc::new(FakeBackend {
+                stalled: true,
+                ..FakeBackend::default()
+            });
             let cache = Arc::new(Cache::new(1024));
             let stats = Arc::new(Stats::default());
             let modes = Arc::new(Modes::default());

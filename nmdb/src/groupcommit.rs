@@ -272,50 +272,16 @@ impl Committer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{BackendResult, WriteOp};
+    use crate::backend::FakeBackend;
     use crate::reply::StreamReply;
     use nmdb_proto::Reply;
-    use std::sync::atomic::AtomicUsize;
     use tokio::sync::{mpsc, Semaphore};
 
-    /// A backend whose fsync takes `fsync` and fails when told to.
-    struct SlowDisk {
-        fsync: Duration,
-        fail: bool,
-        fsyncs: AtomicUsize,
-    }
-
-    impl Backend for SlowDisk {
-        fn get(&self, _: &[u8]) -> BackendResult<Option<Vec<u8>>> {
-            Ok(None)
-        }
-        fn write(&self, _: &[WriteOp]) -> BackendResult<()> {
-            Ok(())
-        }
-        fn make_durable(&self) -> BackendResult<()> {
-            std::thread::sleep(self.fsync);
-            self.fsyncs.fetch_add(1, Ordering::SeqCst);
-            match self.fail {
-                true => Err(BackendError::Engine("disk on fire".into())),
-                false => Ok(()),
-            }
-        }
-        fn first_key(&self) -> BackendResult<Option<Vec<u8>>> {
-            Ok(None)
-        }
-        fn next_key(&self, _: &[u8]) -> BackendResult<Option<Vec<u8>>> {
-            Ok(None)
-        }
-        fn flush(&self) -> BackendResult<()> {
-            Ok(())
-        }
-    }
-
-    fn start(fail: bool) -> (GroupCommit, Arc<SlowDisk>) {
-        let disk = Arc::new(SlowDisk {
-            fsync: Duration::from_millis(20),
-            fail,
-            fsyncs: AtomicUsize::new(0),
+    fn start(fail: bool) -> (GroupCommit, Arc<FakeBackend>) {
+        let disk = Arc::new(FakeBackend {
+            fsync_time: Duration::from_millis(20),
+            fsync_fails: fail,
+            ..FakeBackend::default()
         });
         let commit = GroupCommit::start(
             disk.clone(),

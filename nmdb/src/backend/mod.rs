@@ -245,3 +245,61 @@ pub(crate) mod conformance {
         walk_visits_every_key_once(&*make());
     }
 }
+
+/// A backend for the unit tests of what sits on top of one: it remembers
+/// what was written, and can be slow to make writes durable, fail at it,
+/// or be in a write stall.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct FakeBackend {
+    pub written: parking_lot::Mutex<Vec<WriteOp>>,
+    /// How long [`Backend::make_durable`] takes.
+    pub fsync_time: std::time::Duration,
+    /// [`Backend::make_durable`] fails.
+    pub fsync_fails: bool,
+    /// [`Backend::write_without_waiting`] refuses: a write stall.
+    pub stalled: bool,
+    /// Calls of [`Backend::make_durable`] so far.
+    pub fsyncs: std::sync::atomic::AtomicUsize,
+}
+
+#[cfg(test)]
+impl Backend for FakeBackend {
+    fn get(&self, _: &[u8]) -> BackendResult<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    fn write(&self, ops: &[WriteOp]) -> BackendResult<()> {
+        self.written.lock().extend_from_slice(ops);
+        Ok(())
+    }
+
+    fn make_durable(&self) -> BackendResult<()> {
+        std::thread::sleep(self.fsync_time);
+        self.fsyncs
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        match self.fsync_fails {
+            true => Err(BackendError::Engine("disk on fire".into())),
+            false => Ok(()),
+        }
+    }
+
+    fn write_without_waiting(&self, ops: &[WriteOp]) -> BackendResult<bool> {
+        if self.stalled {
+            return Ok(false);
+        }
+        self.write(ops).map(|()| true)
+    }
+
+    fn first_key(&self) -> BackendResult<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    fn next_key(&self, _: &[u8]) -> BackendResult<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    fn flush(&self) -> BackendResult<()> {
+        Ok(())
+    }
+}
