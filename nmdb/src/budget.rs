@@ -20,8 +20,6 @@ use tokio::sync::Notify;
 
 pub struct QueueBudget {
     queued: AtomicUsize,
-    /// Requests charged and not yet finished (for the metrics).
-    requests: AtomicUsize,
     limit: usize,
     room: Notify,
 }
@@ -31,7 +29,6 @@ impl QueueBudget {
     pub fn new(limit: usize) -> Self {
         QueueBudget {
             queued: AtomicUsize::new(0),
-            requests: AtomicUsize::new(0),
             limit: limit.max(1),
             room: Notify::new(),
         }
@@ -46,21 +43,9 @@ impl QueueBudget {
         self.queued.load(Ordering::Relaxed)
     }
 
-    /// Requests charged and not yet finished.
-    pub fn requests(&self) -> usize {
-        self.requests.load(Ordering::Relaxed)
-    }
-
     /// Charges one request of `bytes`.
     pub fn charge(&self, bytes: usize) {
         self.queued.fetch_add(bytes, Ordering::Relaxed);
-        self.requests.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// `requests` charged earlier are done (their bytes go back through
-    /// [`QueueBudget::release`]).
-    pub fn finished(&self, requests: usize) {
-        self.requests.fetch_sub(requests, Ordering::Relaxed);
     }
 
     /// Returns bytes charged earlier; wakes the connections waiting for
@@ -117,9 +102,6 @@ mod tests {
         assert!(b.refuses_datagrams());
         b.release(151);
         assert_eq!(b.queued(), 0);
-        assert_eq!(b.requests(), 4);
-        b.finished(4);
-        assert_eq!(b.requests(), 0);
     }
 
     #[tokio::test]

@@ -241,7 +241,18 @@ pub struct FillTicket {
 /// A database operation queued for a key of one stripe; hand it back with
 /// [`Cache::db_done`] once the operation is applied.
 #[derive(Debug, Clone, Copy)]
-pub struct DbClaim(usize);
+pub struct DbClaim {
+    stripe: usize,
+    hash: u64,
+}
+
+impl DbClaim {
+    /// The key's [`key_hash`], computed once for the cache and reused to
+    /// pick the key's database worker.
+    pub fn key_hash(&self) -> u64 {
+        self.hash
+    }
+}
 
 pub struct Cache {
     stripes: Box<[Mutex<Stripe>]>,
@@ -312,7 +323,7 @@ impl Cache {
     /// later write on the stripe's keys cannot overtake it.
     pub fn db_done(&self, claim: DbClaim) {
         // Release: whoever then sees the count at zero sees the write done.
-        self.db_queued[claim.0].fetch_sub(1, Ordering::Release);
+        self.db_queued[claim.stripe].fetch_sub(1, Ordering::Release);
     }
 
     /// Locks the stripe holding `key`. The engine keeps the lock while it
@@ -366,7 +377,10 @@ impl Locked<'_> {
     /// held, as here, so [`Locked::db_idle`] cannot miss it.
     pub fn db_queued(&self) -> DbClaim {
         self.db_queued.fetch_add(1, Ordering::Relaxed);
-        DbClaim(self.index)
+        DbClaim {
+            stripe: self.index,
+            hash: self.hash,
+        }
     }
 
     /// True when no database operation on this stripe's keys is queued or

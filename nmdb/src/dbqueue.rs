@@ -27,7 +27,7 @@
 
 use crate::backend::{Backend, BackendError, WriteOp};
 use crate::budget::QueueBudget;
-use crate::cache::{key_hash, Cache, DbClaim, FillTicket};
+use crate::cache::{Cache, DbClaim, FillTicket};
 use crate::groupcommit::{Durability, GroupCommit, SyncReply};
 use crate::incr::{self, NotANumber};
 use crate::reply::{Modes, ReplyTo};
@@ -35,7 +35,7 @@ use crate::stats::Stats;
 use crate::workqueue::WorkQueue;
 use nmdb_proto::{Answer, Counter, ErrorCode, ReplyCode};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -84,16 +84,6 @@ impl DbOp {
         };
         held + std::mem::size_of::<Msg>()
     }
-
-    fn key(&self) -> &[u8] {
-        match self {
-            DbOp::Get { key, .. }
-            | DbOp::Set { key, .. }
-            | DbOp::Del { key, .. }
-            | DbOp::Cas { key, .. }
-            | DbOp::Incr { key, .. } => key,
-        }
-    }
 }
 
 /// One queued request: the operation, the id to answer with, and where to
@@ -106,16 +96,14 @@ pub struct Job {
     pub claim: DbClaim,
 }
 
-/// What a synchronous write applied at once ([`DbQueue::write_now`]) needs
-/// before it is answered.
+/// How a synchronous write offered to [`DbQueue::write_now`] went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WrittenNow {
-    /// Nothing more: answer `Ok` (durability `process`).
-    Done,
-    /// Answer through [`DbQueue::answer_when_durable`].
-    NeedsCommit,
-    /// A DEL of a key the database does not have: answer `NotIn`.
-    NotIn,
+    /// Answer this now: `Ok` (durability `process`), or `NotIn` for a DEL
+    /// of a key the database does not have.
+    Answer(ReplyCode),
+    /// Written; the group commit answers once it is on disk.
+    AnsweredWhenDurable,
     /// The database would have made the write wait (a write stall):
     /// nothing was written; queue it for a worker, which may wait.
     WouldWait,
@@ -154,8 +142,8 @@ enum Msg {
 #[derive(Debug, Default)]
 pub struct WriteHealth {
     failing: AtomicBool,
-    failed_reads: std::sync::atomic::AtomicU64,
-    failed_writes: std::sync::atomic::AtomicU64,
+    failed_reads: AtomicU64,
+    failed_writes: AtomicU64,
 }
 
 impl WriteHealth {
@@ -262,6 +250,12 @@ impl DbQueue {
         &self.budget
     }
 
+    /// Requests waiting in the workers' queues (a key walk once per
+    /// worker), for reports: takes each queue's lock in turn.
+    pub fn waiting(&self) -> usize {
+        self.queues.iter().map(|q| q.waiting()).sum()
+    }
+
     /// Queues `msg` on `worker`. Only what someone waits for wakes the
     /// worker at once; see [`WorkQueue`].
     fn send(&self, worker: usize, msg: Msg) {
@@ -283,35 +277,38 @@ impl DbQueue {
     /// Applies a synchronous SET (`value` present) or DEL on the calling
     /// thread, which holds the key's cache stripe and has checked
     /// [`DbQueue::may_write_now`]. A DEL reads first, as a queued one does,
-    /// to answer `NotIn` for a key the database lacks. The calling thread
-    /// serves other clients, so the write never waits in a write stall
-    /// ([`WrittenNow::WouldWait`]).
-    pub fn write_now(&self, key: &[u8], value: Option<&[u8]>) -> Result<WrittenNow, ErrorCode> {
-        let op = match value {
-            Some(value) => WriteOp::Put {
-                key: key.to_vec(),
-                value: value.to_vec(),
-            },
-            None => match self.backend.get(key) {
-                Ok(Some(_)) => WriteOp::Delete { key: key.to_vec() },
-                Ok(None) => return Ok(WrittenNow::NotIn),
+    /// to answer `NotIn` for a key the database lacks. `defer` gives where
+    /// to answer request `id` when the group commit answers it. The calling
+    /// thread serves other clients, so the write never waits in a write
+    /// stall ([`WrittenNow::WouldWait`]).
+    pub fn write_now(
+        &self,
+        id: u32,
+        key: &[u8],
+        value: Option<&[u8]>,
+        defer: impl FnOnce() -> ReplyTo,
+    ) -> Result<WrittenNow, ErrorCode> {
+        if value.is_none() {
+            match self.backend.get(key) {
+                Ok(Some(_)) => {}
+                Ok(None) => return Ok(WrittenNow::Answer(ReplyCode::NotIn)),
                 Err(e) => {
                     log::error!("database delete failed: {e}");
                     self.health.read_failed();
                     return Err(ErrorCode::Db);
                 }
-            },
-        };
-        match self
-            .backend
-            .write_without_waiting(std::slice::from_ref(&op))
-        {
+            }
+        }
+        match self.backend.write_without_waiting(key, value) {
             Ok(false) => Ok(WrittenNow::WouldWait),
             Ok(true) => {
                 self.health.succeeded();
-                Ok(match self.commit {
-                    Some(_) => WrittenNow::NeedsCommit,
-                    None => WrittenNow::Done,
+                Ok(match &self.commit {
+                    Some(commit) => {
+                        commit.submit_one(SyncReply { id, reply: defer() });
+                        WrittenNow::AnsweredWhenDurable
+                    }
+                    None => WrittenNow::Answer(ReplyCode::Ok),
                 })
             }
             Err(e) => {
@@ -327,17 +324,9 @@ impl DbQueue {
         self.commit.as_ref().map_or((0, 0), |c| c.counts().get())
     }
 
-    /// Sends `Ok` through `reply` once everything written so far is
-    /// durable: after [`WrittenNow::NeedsCommit`].
-    pub fn answer_when_durable(&self, id: u32, reply: ReplyTo) {
-        if let Some(commit) = &self.commit {
-            commit.submit_one(SyncReply { id, reply });
-        }
-    }
-
     /// Queues a request on the worker that owns its key. Never waits.
     pub fn submit(&self, job: Job) {
-        let worker = (key_hash(job.op.key()) % self.nworkers as u64) as usize;
+        let worker = (job.claim.key_hash() % self.nworkers as u64) as usize;
         let cost = job.op.cost();
         self.budget.charge(cost);
         self.send(worker, Msg::Job(job, cost));
@@ -415,8 +404,6 @@ struct Worker {
     commit: Option<Arc<GroupCommit>>,
     /// Bytes charged for the requests taken since the last release.
     taken: usize,
-    /// Requests taken since the last release.
-    taken_requests: usize,
     /// Their claims on cache stripes, handed back once they are applied.
     claims: Vec<DbClaim>,
     pending: Vec<WriteOp>,
@@ -441,7 +428,6 @@ impl Worker {
             budget,
             commit,
             taken: 0,
-            taken_requests: 0,
             claims: Vec::new(),
             pending: Vec::new(),
             pending_bytes: 0,
@@ -469,8 +455,6 @@ impl Worker {
             // Written (or answered with an error): their bytes are free.
             if self.taken > 0 {
                 self.budget.release(std::mem::take(&mut self.taken));
-                self.budget
-                    .finished(std::mem::take(&mut self.taken_requests));
             }
             if !go_on {
                 return;
@@ -484,7 +468,6 @@ impl Worker {
             Msg::Stop => return false,
             Msg::Job(job, cost) => {
                 self.taken += cost;
-                self.taken_requests += 1;
                 self.claims.push(job.claim);
                 self.execute(job);
             }

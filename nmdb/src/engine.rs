@@ -171,14 +171,13 @@ impl Engine {
         link: &mut dyn Link,
         out: &mut Out<'_>,
     ) -> bool {
-        match self.db.write_now(key, value) {
+        match self
+            .db
+            .write_now(id, key, value, || out.later(link.defer()))
+        {
             Ok(WrittenNow::WouldWait) => return false,
-            Ok(WrittenNow::Done) => out.code(id, ReplyCode::Ok),
-            Ok(WrittenNow::NotIn) => out.code(id, ReplyCode::NotIn),
-            Ok(WrittenNow::NeedsCommit) => {
-                let reply = out.later(link.defer());
-                self.db.answer_when_durable(id, reply);
-            }
+            Ok(WrittenNow::Answer(code)) => out.code(id, code),
+            Ok(WrittenNow::AnsweredWhenDurable) => {}
             Err(code) => out.answer(id, Answer::Error(code)),
         }
         true

@@ -78,6 +78,11 @@ impl<T> WorkQueue<T> {
         }
     }
 
+    /// Items queued and not yet taken by the worker.
+    pub fn waiting(&self) -> usize {
+        self.state.lock().items.len()
+    }
+
     /// Moves up to `max` items, in queue order, into `out`; waits while the
     /// queue is empty, and lingers while it holds only a few non-urgent
     /// items.
@@ -160,5 +165,18 @@ mod tests {
         assert_eq!(out, [7]);
         // It waited for company first: no wake-up ended the linger early.
         assert!(start.elapsed() >= LINGER, "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn waiting_counts_what_the_worker_has_not_taken() {
+        let q = WorkQueue::new();
+        assert_eq!(q.waiting(), 0);
+        for i in 0..5 {
+            q.push(i, true);
+        }
+        assert_eq!(q.waiting(), 5);
+        let mut out = Vec::new();
+        q.pop_batch(&mut out, 3);
+        assert_eq!(q.waiting(), 2);
     }
 }

@@ -23,6 +23,17 @@ pub enum WriteOp {
 }
 
 impl WriteOp {
+    /// A put of `key` (`value` present) or its delete.
+    pub fn new(key: &[u8], value: Option<&[u8]>) -> Self {
+        match value {
+            Some(value) => WriteOp::Put {
+                key: key.to_vec(),
+                value: value.to_vec(),
+            },
+            None => WriteOp::Delete { key: key.to_vec() },
+        }
+    }
+
     /// Key and value bytes.
     pub fn size(&self) -> usize {
         match self {
@@ -68,12 +79,13 @@ pub trait Backend: Send + Sync {
     /// power loss). Called for a group of synchronous requests at once.
     fn make_durable(&self) -> BackendResult<()>;
 
-    /// Applies `ops` like [`Backend::write`], unless the engine would first
-    /// make the writer wait (a write stall while compaction catches up):
-    /// then applies nothing and returns `Ok(false)`. For writes made on a
-    /// thread that serves other clients.
-    fn write_without_waiting(&self, ops: &[WriteOp]) -> BackendResult<bool> {
-        self.write(ops).map(|()| true)
+    /// Applies one change like [`Backend::write`], unless the engine would
+    /// first make the writer wait (a write stall while compaction catches
+    /// up): then applies nothing and returns `Ok(false)`. For writes made
+    /// on a thread that serves other clients. The change is one put of `key` (`value` present) or its delete,
+    /// borrowed from the request: nothing is copied for it.
+    fn write_without_waiting(&self, key: &[u8], value: Option<&[u8]>) -> BackendResult<bool> {
+        self.write(&[WriteOp::new(key, value)]).map(|()| true)
     }
 
     /// Some key of the database (the start of a walk), `None` when empty.
@@ -189,7 +201,10 @@ pub(crate) mod conformance {
 
     /// With nothing stalling, a write that may not wait is applied.
     pub fn prompt_write_applies_when_nothing_stalls(b: &dyn Backend) {
-        assert!(b.write_without_waiting(&[put(b"p", b"v")]).unwrap());
+        assert!(b.write_without_waiting(b"p", Some(b"v")).unwrap());
+        assert!(b.write_without_waiting(b"gone", Some(b"x")).unwrap());
+        assert!(b.write_without_waiting(b"gone", None).unwrap());
+        assert_eq!(b.get(b"gone").unwrap(), None);
         b.make_durable().unwrap();
         assert_eq!(b.get(b"p").unwrap().as_deref(), Some(&b"v"[..]));
     }
@@ -284,11 +299,11 @@ impl Backend for FakeBackend {
         }
     }
 
-    fn write_without_waiting(&self, ops: &[WriteOp]) -> BackendResult<bool> {
+    fn write_without_waiting(&self, key: &[u8], value: Option<&[u8]>) -> BackendResult<bool> {
         if self.stalled {
             return Ok(false);
         }
-        self.write(ops).map(|()| true)
+        self.write(&[WriteOp::new(key, value)]).map(|()| true)
     }
 
     fn first_key(&self) -> BackendResult<Option<Vec<u8>>> {

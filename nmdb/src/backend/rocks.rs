@@ -71,8 +71,13 @@ impl Backend for RocksBackend {
             .map_err(engine)
     }
 
-    fn write_without_waiting(&self, ops: &[WriteOp]) -> BackendResult<bool> {
-        match self.db.write_opt(batch_of(ops), &self.prompt_write_options) {
+    fn write_without_waiting(&self, key: &[u8], value: Option<&[u8]>) -> BackendResult<bool> {
+        let mut batch = WriteBatch::default();
+        match value {
+            Some(value) => batch.put(key, value),
+            None => batch.delete(key),
+        }
+        match self.db.write_opt(batch, &self.prompt_write_options) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(false),
             Err(e) => Err(engine(e)),

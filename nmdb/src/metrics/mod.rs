@@ -167,8 +167,8 @@ impl Collector for Sources {
             e,
             Gauge,
             "db_queue_requests",
-            "Requests queued for the database and not yet done.",
-            as_u64(budget.requests()),
+            "Requests waiting in the database workers' queues (a key walk once per worker).",
+            as_u64(self.engine.db.waiting()),
         )?;
         scalar(
             e,
