@@ -13,8 +13,8 @@ use support::{release_dir, TempDir, TestServer};
 
 const PREFIX: &str = "/usr/local";
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+fn repo() -> PathBuf {
+    support::package_dir()
 }
 
 fn run_ok(cmd: &mut Command, what: &str) -> Output {

@@ -44,7 +44,7 @@ fn nmdb_stats_takes_an_ipv6_address() {
     let dir = TempDir::new("ipv6-stats");
     let server = server_on_ipv6_loopback(&dir);
     for (proto, port) in [("tcp", server.tcp.port()), ("udp", server.udp.port())] {
-        let out = Command::new(env!("CARGO_BIN_EXE_nmdb-stats"))
+        let out = Command::new(support::release_dir().join("nmdb-stats"))
             .args([proto, "::1", &port.to_string()])
             .output()
             .unwrap();

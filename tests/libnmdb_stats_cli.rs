@@ -10,7 +10,7 @@ use libnmdb_common::*;
 use nmdb_proto::stats::COUNTER_NAMES;
 
 fn nmdb_stats(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nmdb-stats"))
+    Command::new(built_binary("nmdb-stats"))
         .args(args)
         .output()
         .expect("run nmdb-stats")

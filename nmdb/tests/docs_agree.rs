@@ -137,9 +137,10 @@ fn man_page_documents_no_option_the_server_lacks() {
 
 #[test]
 fn man_page_renders_without_warnings() {
-    let page = concat!(env!("CARGO_MANIFEST_DIR"), "/../man/nmdb.1");
+    let page = support::package_dir().join("../man/nmdb.1");
     let out = std::process::Command::new("groff")
-        .args(["-man", "-ww", "-z", page])
+        .args(["-man", "-ww", "-z"])
+        .arg(&page)
         .output()
         .expect("groff (groff-base) installed");
     assert!(

@@ -14,10 +14,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 use support::*;
 
-const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../tests/vectors/server-replies.json"
-);
+const VECTORS: &str = "../tests/vectors/server-replies.json";
 
 /// Groups not replayed, with the reason.
 fn group_not_applicable(name: &str) -> Option<&'static str> {
@@ -458,7 +455,8 @@ fn prefill_read_only(db: &std::path::Path, log: &std::path::Path) {
 
 #[test]
 fn replays_every_applicable_step_of_the_original_servers_vectors() {
-    let text = std::fs::read_to_string(VECTORS).expect("vectors present in tests/vectors");
+    let text = std::fs::read_to_string(package_dir().join(VECTORS))
+        .expect("vectors present in tests/vectors");
     let vectors: Value = serde_json::from_str(&text).unwrap();
     let mut tally = Tally::default();
     let mut groups_replayed = 0;

@@ -31,9 +31,25 @@ pub fn to_hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// A file in the repository (vectors live in tests/vectors).
+/// A file in the repository (vectors live in tests/vectors). The
+/// checkout is the one cargo or nextest names when running the test; the
+/// one compiled in may be another that shared the target directory.
 pub fn repo_path(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join(rel)
+}
+
+/// A binary cargo built with this test: beside the test's own directory
+/// in the target directory it runs from (not the path compiled in, which
+/// may be another copy of the target directory).
+pub fn built_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .join(name)
 }
 
 /// Prefixes a message with its TCP length (which counts itself).

@@ -45,25 +45,35 @@ impl Drop for TempDir {
 }
 
 /// The server binary: `$NMDB_BIN` when set (the kernel guest puts it at a
-/// path of its own), else the one cargo built (this module is also used by
-/// the root package's tests, which find it beside their own executable).
+/// path of its own), else the one cargo built with this test.
 pub fn nmdb_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("NMDB_BIN") {
         return PathBuf::from(path);
     }
-    match option_env!("CARGO_BIN_EXE_nmdb") {
-        Some(path) => PathBuf::from(path),
-        None => release_dir().join("nmdb"),
-    }
+    release_dir().join("nmdb")
 }
 
-/// `target/release` (or whichever profile dir this test runs from).
+/// `target/release` (or whichever profile dir this test runs from): where
+/// cargo put the binaries built with this test. Found from the running
+/// executable, not from paths compiled in: a target directory shared by
+/// several checkouts (a CI cache) or copied from elsewhere holds test
+/// binaries built in another place.
 pub fn release_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     exe.parent()
         .and_then(Path::parent)
         .expect("target/<profile>/deps/<test>")
         .to_path_buf()
+}
+
+/// This package's source directory. Cargo and nextest give it to the test
+/// when they run it; the directory compiled in is only the fallback (the
+/// kernel guest runs test binaries without them), since it names the
+/// checkout the binary was built in, which need not be this one.
+pub fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// The message of a log line: what follows the `[time LEVEL module] `
