@@ -24,6 +24,7 @@ pub mod groupcommit;
 pub mod incr;
 pub mod logfile;
 pub mod metrics;
+pub mod netthreads;
 pub mod notify;
 pub mod reply;
 pub mod run;

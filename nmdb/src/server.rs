@@ -7,6 +7,7 @@ use crate::config::{Config, Listen};
 use crate::dbqueue::{DbQueue, Shared, WriteHealth};
 use crate::engine::Engine;
 use crate::metrics::{self, Latency};
+use crate::netthreads::NetThreads;
 use crate::reply::Modes;
 use crate::stats::Stats;
 use crate::throttle::EverySecond;
@@ -52,7 +53,7 @@ pub struct LocalAddrs {
 pub struct Server {
     engine: Arc<Engine>,
     backend: Arc<dyn Backend>,
-    runtime: Option<tokio::runtime::Runtime>,
+    net: Option<NetThreads>,
     datagram_threads: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     addrs: LocalAddrs,
@@ -149,7 +150,7 @@ impl Server {
         let mut server = Server {
             engine,
             backend,
-            runtime: None,
+            net: None,
             datagram_threads: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
             addrs: LocalAddrs::default(),
@@ -181,7 +182,7 @@ impl Server {
             health,
             latency,
         });
-        let runtime = self.runtime()?;
+        let runtime = self.net()?.spawner().first().clone();
         let _guard = runtime.enter();
         let listener = tcp::bind(addr)
             .map_err(|e| StartError(format!("cannot serve metrics on {addr}: {e}")))?;
@@ -261,7 +262,8 @@ impl Server {
         let addr = SocketAddr::new(listen.addr, listen.port);
         let engine = self.engine.clone();
         let limits = self.tcp_limits.clone();
-        let runtime = self.runtime()?;
+        let spawner = self.net()?.spawner().clone();
+        let runtime = spawner.first().clone();
         let _guard = runtime.enter();
         let listener = match tcp::bind(addr) {
             Ok(l) => l,
@@ -271,24 +273,20 @@ impl Server {
             }
         };
         let local = listener.local_addr().ok();
-        runtime.spawn(tcp::serve(listener, engine, limits));
+        runtime.spawn(tcp::serve(listener, engine, limits, spawner));
         drop(_guard);
         self.addrs.tcp = local;
         log::info!("listening on tcp {}", local.unwrap_or(addr));
         Ok(true)
     }
 
-    fn runtime(&mut self) -> Result<&tokio::runtime::Runtime, StartError> {
-        if self.runtime.is_none() {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .thread_name("nmdb-net")
-                .enable_io()
-                .enable_time()
-                .build()
+    fn net(&mut self) -> Result<&NetThreads, StartError> {
+        if self.net.is_none() {
+            let net = NetThreads::start()
                 .map_err(|e| StartError(format!("cannot start the network threads: {e}")))?;
-            self.runtime = Some(rt);
+            self.net = Some(net);
         }
-        Ok(self.runtime.as_ref().expect("just created"))
+        Ok(self.net.as_ref().expect("just created"))
     }
 
     pub fn local_addrs(&self) -> &LocalAddrs {
@@ -306,8 +304,8 @@ impl Server {
         for t in self.datagram_threads.drain(..) {
             let _ = t.join();
         }
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_timeout(Duration::from_secs(1));
+        if let Some(net) = self.net.take() {
+            net.shutdown(Duration::from_secs(1));
         }
         self.engine.db.shutdown();
         if let Err(e) = self.backend.flush() {

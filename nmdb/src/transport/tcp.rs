@@ -22,6 +22,7 @@
 //! A frame whose length cannot be trusted closes that connection.
 
 use crate::engine::{Disposition, Engine, Link};
+use crate::netthreads::Spawner;
 use crate::reply::{ReplyShape, ReplyTo, StreamReply, STREAM_SHAPE};
 use crate::throttle::EverySecond;
 use nmdb_proto::frame::{next_frame, FrameError};
@@ -96,8 +97,14 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(nmdb_net::listen_backlog() as u32)
 }
 
-/// Accepts connections until the task is dropped.
-pub async fn serve(listener: TcpListener, engine: Arc<Engine>, limits: Arc<Limits>) {
+/// Accepts connections until the task is dropped, and serves each on one
+/// of the network threads, in turn.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    limits: Arc<Limits>,
+    threads: Arc<Spawner>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -113,10 +120,25 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>, limits: Arc<Limit
                     drop(stream);
                     continue;
                 }
+                // Handed over unregistered: the thread that serves it
+                // registers it with its own reactor.
+                let stream = match stream.into_std() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log::warn!("tcp connection from {peer} dropped: {e}");
+                        continue;
+                    }
+                };
                 limits.open.fetch_add(1, Ordering::Relaxed);
                 let open = OpenConnection(limits.clone());
                 log::debug!("tcp connection from {peer}");
-                tokio::spawn(serve_connection(stream, engine.clone(), open));
+                let engine = engine.clone();
+                threads.spawn(async move {
+                    match TcpStream::from_std(stream) {
+                        Ok(stream) => serve_connection(stream, engine, open).await,
+                        Err(e) => log::warn!("tcp connection from {peer} dropped: {e}"),
+                    }
+                });
             }
             Err(e) => {
                 // Out of descriptors and the like: back off instead of
