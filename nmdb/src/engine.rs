@@ -357,13 +357,14 @@ mod tests {
     use crate::backend::{FakeBackend, WriteOp};
     use crate::dbqueue::{Shared, WriteHealth};
     use crate::groupcommit::Durability;
-    use crate::reply::{StreamReply, STREAM_SHAPE};
+    use crate::reply::{collected_frames, StreamSend, STREAM_SHAPE};
     use nmdb_proto::{Reply, FLAGS_SYNC};
-    use tokio::sync::{mpsc, Semaphore};
+    use std::time::Duration;
+    use tokio::sync::Semaphore;
 
-    /// A stream transport's side, its deferred answers arriving on `rx`.
+    /// A stream transport's side, its deferred answers sent to `conn`.
     struct TestLink {
-        tx: mpsc::UnboundedSender<StreamReply>,
+        conn: Arc<dyn StreamSend>,
         slots: Arc<Semaphore>,
     }
 
@@ -373,7 +374,7 @@ mod tests {
         }
         fn defer(&mut self) -> ReplyTo {
             ReplyTo::Stream {
-                tx: self.tx.clone(),
+                conn: self.conn.clone(),
                 slot: self.slots.clone().try_acquire_owned().unwrap(),
                 timer: None,
             }
@@ -413,9 +414,9 @@ mod tests {
                 queue_full_log: EverySecond::default(),
                 latency: None,
             };
-            let (tx, mut rx) = mpsc::unbounded_channel();
+            let (conn, frames) = collected_frames();
             let mut link = TestLink {
-                tx,
+                conn,
                 slots: Arc::new(Semaphore::new(4)),
             };
             let mut msg = Vec::new();
@@ -430,18 +431,10 @@ mod tests {
                 out.is_empty(),
                 "{durability:?}: answered before it was written"
             );
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            let reply = loop {
-                if let Ok(r) = rx.try_recv() {
-                    break r;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{durability:?}: no answer"
-                );
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            };
-            let reply = Reply::parse(&reply.bytes[4..]).unwrap();
+            let reply = frames
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("{durability:?}: no answer"));
+            let reply = Reply::parse(&reply[4..]).unwrap();
             assert_eq!(reply.reply_code(), Some(ReplyCode::Ok), "{durability:?}");
             assert_eq!(
                 *backend.written.lock(),

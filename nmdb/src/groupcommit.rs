@@ -273,9 +273,10 @@ impl Committer {
 mod tests {
     use super::*;
     use crate::backend::FakeBackend;
-    use crate::reply::StreamReply;
+    use crate::reply::collected_frames;
     use nmdb_proto::Reply;
-    use tokio::sync::{mpsc, Semaphore};
+    use std::sync::mpsc::Receiver;
+    use tokio::sync::Semaphore;
 
     fn start(fail: bool) -> (GroupCommit, Arc<FakeBackend>) {
         let disk = Arc::new(FakeBackend {
@@ -293,14 +294,14 @@ mod tests {
     }
 
     /// `n` answers on one stream, and where they arrive.
-    fn replies(n: usize) -> (Vec<SyncReply>, mpsc::UnboundedReceiver<StreamReply>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    fn replies(n: usize) -> (Vec<SyncReply>, Receiver<Vec<u8>>) {
+        let (conn, rx) = collected_frames();
         let slots = Arc::new(Semaphore::new(n));
         let replies = (0..n as u32)
             .map(|id| SyncReply {
                 id,
                 reply: ReplyTo::Stream {
-                    tx: tx.clone(),
+                    conn: conn.clone(),
                     slot: slots.clone().try_acquire_owned().unwrap(),
                     timer: None,
                 },
@@ -310,13 +311,13 @@ mod tests {
     }
 
     /// Waits for `n` answers; their reply codes, or error codes as `Err`.
-    fn answers(rx: &mut mpsc::UnboundedReceiver<StreamReply>, n: usize) -> Vec<Result<u32, u32>> {
+    fn answers(rx: &mut Receiver<Vec<u8>>, n: usize) -> Vec<Result<u32, u32>> {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut got = Vec::new();
         while got.len() < n {
             match rx.try_recv() {
                 Ok(r) => {
-                    let reply = Reply::parse(&r.bytes[4..]).unwrap();
+                    let reply = Reply::parse(&r[4..]).unwrap();
                     got.push(match reply.error_code() {
                         Some(e) => Err(e),
                         None => Ok(reply.reply_code().unwrap() as u32),

@@ -8,7 +8,7 @@ use nmdb_proto::{begin_frame, end_frame, Answer, ErrorCode, MAX_MSG_SIZE, TCP_PR
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Run-time modes switched by command line and signals.
 #[derive(Debug, Default)]
@@ -92,21 +92,24 @@ pub trait DatagramSend: Send + Sync {
     fn shape(&self) -> ReplyShape;
 }
 
-/// A deferred reply on its way to a stream connection's writer. The permit
-/// travels with it: a connection has a bounded number of requests in
-/// flight, and a slot frees only once its reply has been written (or
-/// dropped).
-pub struct StreamReply {
-    pub bytes: Vec<u8>,
-    _slot: OwnedSemaphorePermit,
+/// A stream connection the database queue can answer through.
+pub trait StreamSend: Send + Sync {
+    /// Sends `frame`, one whole reply, after everything sent to this
+    /// connection before it. Never waits: what the socket does not take
+    /// now waits in the connection's own buffer, holding the request's
+    /// in-flight `slot` until it is sent.
+    fn send_frame(&self, frame: &[u8], slot: OwnedSemaphorePermit);
 }
 
 /// Where the database queue sends an answer. `timer`, set by the engine
 /// when metrics are on, records the request's latency as the answer is
 /// sent (just before: a client that has its answer finds it counted).
 pub enum ReplyTo {
+    /// `slot` is one of the connection's in-flight requests: a
+    /// connection has a bounded number waiting for the database or for
+    /// the client to read their replies.
     Stream {
-        tx: mpsc::UnboundedSender<StreamReply>,
+        conn: Arc<dyn StreamSend>,
         slot: OwnedSemaphorePermit,
         timer: Option<Timer>,
     },
@@ -133,14 +136,13 @@ impl ReplyTo {
             return;
         }
         match self {
-            ReplyTo::Stream { tx, slot, timer } => {
-                let mut bytes = Vec::with_capacity(4 + answer.encoded_len());
-                write_answer(&mut bytes, STREAM_SHAPE, id, answer);
+            ReplyTo::Stream { conn, slot, timer } => {
+                scratch.clear();
+                write_answer(scratch, STREAM_SHAPE, id, answer);
                 if let Some(t) = timer {
                     t.stop();
                 }
-                // The connection may be gone; its client no longer waits.
-                let _ = tx.send(StreamReply { bytes, _slot: slot });
+                conn.send_frame(scratch, slot);
             }
             ReplyTo::Datagram {
                 socket,
@@ -158,4 +160,17 @@ impl ReplyTo {
             }
         }
     }
+}
+
+/// A stream for tests: each frame sent to it arrives on a channel.
+#[cfg(test)]
+pub fn collected_frames() -> (Arc<dyn StreamSend>, std::sync::mpsc::Receiver<Vec<u8>>) {
+    struct Collect(std::sync::Mutex<std::sync::mpsc::Sender<Vec<u8>>>);
+    impl StreamSend for Collect {
+        fn send_frame(&self, frame: &[u8], _slot: OwnedSemaphorePermit) {
+            let _ = self.0.lock().unwrap().send(frame.to_vec());
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    (Arc::new(Collect(std::sync::Mutex::new(tx))), rx)
 }

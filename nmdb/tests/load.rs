@@ -5,7 +5,7 @@
 
 mod support;
 
-use nmdb_proto::{Counter, Reply, ReplyCode, Request, FLAGS_CACHE_ONLY};
+use nmdb_proto::{Counter, Reply, ReplyCode, Request, FLAGS_CACHE_ONLY, FLAGS_SYNC};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,6 +86,50 @@ fn clients_that_never_read_their_replies_hold_bounded_memory_and_stall_nobody() 
     assert!(
         grown <= 64 * MIB,
         "4 non-reading clients grew the server by {} MiB",
+        grown / MIB
+    );
+    drop(hogs);
+    server.stop();
+}
+
+#[test]
+fn clients_that_never_read_database_answers_hold_bounded_memory_and_stall_nobody() {
+    // Without cache fills, and with the key dropped from the cache, every
+    // GET is answered by a database worker: the replies are deferred ones.
+    let dir = TempDir::new("no-read-db");
+    let server = TestServer::start(&dir, &["--no-udp", "--no-cache-fill"]);
+    let value = vec![0x6b; 60_000];
+    let mut good = server.tcp_client();
+    let set = msg(
+        Request::Set {
+            key: b"big",
+            value: &value,
+        },
+        1,
+        FLAGS_SYNC,
+    );
+    assert_eq!(code(&good.call(&set)), ReplyCode::Ok);
+    let drop_cached = msg(Request::Del { key: b"big" }, 2, FLAGS_CACHE_ONLY);
+    assert_eq!(code(&good.call(&drop_cached)), ReplyCode::Ok);
+    let rss_before = server.memory("VmRSS");
+
+    let get = framed(Request::Get { key: b"big" }, 3, 0);
+    let requests: Vec<u8> = get.iter().copied().cycle().take(get.len() * 1100).collect();
+    let hogs: Vec<TcpStream> = (0..4)
+        .map(|_| write_without_reading(server.tcp, &requests, Duration::from_millis(500)))
+        .collect();
+
+    for i in 0..50u32 {
+        let reply = good.call(&msg(Request::Get { key: b"big" }, i, 0));
+        assert_eq!(Reply::parse(&reply).unwrap().data().unwrap(), &value[..]);
+    }
+    settled(Duration::from_millis(200), || {
+        server.counter(Counter::DbHits)
+    });
+    let grown = server.memory("VmHWM").saturating_sub(rss_before);
+    assert!(
+        grown <= 64 * MIB,
+        "4 clients not reading database answers grew the server by {} MiB",
         grown / MIB
     );
     drop(hogs);

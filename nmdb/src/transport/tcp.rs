@@ -1,17 +1,26 @@
 //! TCP: length-prefixed frames on a byte stream.
 //!
 //! A connection's reader parses every whole frame in what it has read, in
-//! order, whatever their sizes, appends the immediate answers to one buffer
-//! and writes it once (pipelining costs one write per read). Answers from
-//! the database queue arrive on a channel drained by a writer task; both
-//! write under the connection's write lock, so frames never interleave.
+//! order, whatever their sizes, and appends the immediate answers to one
+//! buffer, sent once per read (pipelining costs one write per read).
+//!
+//! Replies go straight to the socket from whichever thread has them: the
+//! connection's own for immediate answers, a database worker or the group
+//! commit for deferred ones. That saves a wake-up of the connection's
+//! thread and a hand-off per deferred answer, which is most of what a
+//! synchronous write costs beyond the disk. When the socket does not take
+//! everything, the rest waits in the connection's [`Outgoing`] buffer and
+//! later replies queue behind it; the connection's writer task sends it
+//! as the socket drains. One lock orders whole frames, so they never
+//! interleave, and nobody but the writer task ever waits for the client.
 //!
 //! Bounds, so that a client that floods or never reads only stalls itself:
-//! - replies: the immediate answers are written out whenever they pass
-//!   [`REPLY_FLUSH_BYTES`], and at most [`MAX_IN_FLIGHT`] requests wait
-//!   for the database; the reader stops reading while either write waits
-//!   for the client. A connection's unsent replies therefore stay under
-//!   `REPLY_FLUSH_BYTES` + `MAX_IN_FLIGHT` largest replies (about 2.3 MiB).
+//! - replies: the reader stops reading while [`REPLY_FLUSH_BYTES`] or more
+//!   wait unsent, and at most [`MAX_IN_FLIGHT`] requests wait for the
+//!   database or for their deferred replies to be sent. A connection's
+//!   unsent replies therefore stay under
+//!   `2 × REPLY_FLUSH_BYTES` + `MAX_IN_FLIGHT` largest replies (about
+//!   2.5 MiB).
 //! - the database queue: when it is over its byte budget, the connection
 //!   that queues more stops reading until the queue drains; no other
 //!   connection waits, and no cache stripe is held meanwhile.
@@ -23,18 +32,17 @@
 
 use crate::engine::{Disposition, Engine, Link};
 use crate::netthreads::Spawner;
-use crate::reply::{ReplyShape, ReplyTo, StreamReply, STREAM_SHAPE};
+use crate::reply::{ReplyShape, ReplyTo, StreamSend, STREAM_SHAPE};
 use crate::throttle::EverySecond;
 use nmdb_proto::frame::{next_frame, FrameError};
 use nmdb_proto::{Counter, MAX_MSG_SIZE, TCP_PREFIX_LEN};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{mpsc, Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Requests of one connection that may wait for the database at once.
 pub const MAX_IN_FLIGHT: usize = 32;
@@ -150,8 +158,164 @@ pub async fn serve(
     }
 }
 
+/// What waits to be sent on a connection.
+#[derive(Default)]
+struct Outgoing {
+    /// Bytes the socket has not taken yet, whole frames from their first
+    /// unsent byte on.
+    pending: Vec<u8>,
+    /// The in-flight slots of the deferred replies in `pending`: a slot
+    /// frees once its reply is sent, so a client that does not read
+    /// cannot have more than [`MAX_IN_FLIGHT`] of them waiting.
+    held: Vec<OwnedSemaphorePermit>,
+    /// A write failed: the connection is closing and nothing more is sent.
+    broken: bool,
+}
+
+/// One client connection: its socket and its unsent replies.
+struct Connection {
+    stream: TcpStream,
+    out: parking_lot::Mutex<Outgoing>,
+    /// Wakes the writer task: bytes wait in `pending`.
+    has_pending: Notify,
+    /// Wakes those waiting for `pending` to shrink, or for the connection
+    /// to break.
+    sent: Notify,
+}
+
+impl StreamSend for Connection {
+    fn send_frame(&self, frame: &[u8], slot: OwnedSemaphorePermit) {
+        self.send(frame, Some(slot));
+    }
+}
+
+impl Connection {
+    /// Sends `bytes` (whole frames) after everything sent before; never
+    /// waits. `slot` is held until they are sent. Returns false once the
+    /// connection is broken.
+    fn send(&self, bytes: &[u8], slot: Option<OwnedSemaphorePermit>) -> bool {
+        let mut out = self.out.lock();
+        if out.broken {
+            return false;
+        }
+        let mut sent = 0;
+        // Straight to the socket unless older bytes wait: those go first.
+        if out.pending.is_empty() {
+            while sent < bytes.len() {
+                match self.stream.try_write(&bytes[sent..]) {
+                    Ok(0) => return self.break_off(&mut out, "the socket took nothing"),
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return self.break_off(&mut out, &e.to_string()),
+                }
+            }
+            if sent == bytes.len() {
+                return true;
+            }
+        }
+        let wake_writer = out.pending.is_empty();
+        out.pending.extend_from_slice(&bytes[sent..]);
+        out.held.extend(slot);
+        drop(out);
+        if wake_writer {
+            self.has_pending.notify_one();
+        }
+        true
+    }
+
+    fn break_off(&self, out: &mut Outgoing, why: &str) -> bool {
+        log::debug!("closing tcp connection: write failed: {why}");
+        out.broken = true;
+        out.pending = Vec::new();
+        out.held.clear();
+        self.has_pending.notify_one();
+        self.sent.notify_waiters();
+        false
+    }
+
+    /// Waits until fewer than `limit` bytes wait unsent; false once the
+    /// connection is broken.
+    async fn wait_for_pending_below(&self, limit: usize) -> bool {
+        loop {
+            let notified = self.sent.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a send in between is not
+            // missed.
+            notified.as_mut().enable();
+            {
+                let out = self.out.lock();
+                if out.broken {
+                    return false;
+                }
+                if out.pending.len() < limit {
+                    return true;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn is_broken(&self) -> bool {
+        self.out.lock().broken
+    }
+
+    /// Shuts the sending side down: the client reads end of stream once it
+    /// has every reply.
+    fn shut_down_sending(&self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: shutdown takes the descriptor the stream owns and keeps
+        // open; it changes no memory.
+        unsafe { libc::shutdown(self.stream.as_raw_fd(), libc::SHUT_WR) };
+    }
+}
+
+/// Sends what waits in the connection's buffer as the socket takes it.
+/// The only task that waits for the client to read.
+async fn write_pending(conn: Arc<Connection>) {
+    loop {
+        conn.has_pending.notified().await;
+        loop {
+            let written = {
+                let mut out = conn.out.lock();
+                if out.broken {
+                    return;
+                }
+                if out.pending.is_empty() {
+                    break;
+                }
+                match conn.stream.try_write(&out.pending) {
+                    Ok(0) => {
+                        conn.break_off(&mut out, "the socket took nothing");
+                        return;
+                    }
+                    Ok(n) => {
+                        out.pending.drain(..n);
+                        if out.pending.is_empty() {
+                            out.held.clear();
+                        }
+                        true
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
+                    Err(e) => {
+                        conn.break_off(&mut out, &e.to_string());
+                        return;
+                    }
+                }
+            };
+            if written {
+                conn.sent.notify_waiters();
+            } else if let Err(e) = conn.stream.writable().await {
+                conn.break_off(&mut conn.out.lock(), &e.to_string());
+                return;
+            }
+        }
+    }
+}
+
 struct TcpLink<'a> {
-    tx: &'a mpsc::UnboundedSender<StreamReply>,
+    conn: &'a Arc<Connection>,
     slot: &'a mut Option<OwnedSemaphorePermit>,
     /// The request put work on the database queue.
     queued: bool,
@@ -172,7 +336,7 @@ impl Link for TcpLink<'_> {
 
     fn defer(&mut self) -> ReplyTo {
         ReplyTo::Stream {
-            tx: self.tx.clone(),
+            conn: self.conn.clone(),
             slot: self
                 .slot
                 .take()
@@ -182,35 +346,12 @@ impl Link for TcpLink<'_> {
     }
 }
 
-type Writer = Arc<Mutex<OwnedWriteHalf>>;
-
-/// Writes deferred answers, batching whatever has queued up.
-async fn write_deferred(writer: Writer, mut rx: mpsc::UnboundedReceiver<StreamReply>) {
-    let mut batch = Vec::new();
-    let mut held = Vec::new();
-    while let Some(first) = rx.recv().await {
-        batch.clear();
-        batch.extend_from_slice(&first.bytes);
-        held.push(first);
-        while let Ok(more) = rx.try_recv() {
-            batch.extend_from_slice(&more.bytes);
-            held.push(more);
-        }
-        let ok = writer.lock().await.write_all(&batch).await.is_ok();
-        // Dropping the replies frees their in-flight slots.
-        held.clear();
-        if !ok {
-            return;
-        }
-    }
-}
-
 /// Reads more of the connection into `inbuf`; false at end of stream, on
 /// error, or when the idle timeout passed with nothing in flight. `slots`
 /// are the connection's in-flight slots, `reserved` of them held for the
 /// next request rather than by one waiting for the database.
 async fn read_more(
-    reader: &mut OwnedReadHalf,
+    stream: &TcpStream,
     inbuf: &mut Vec<u8>,
     idle: Option<Duration>,
     slots: &Semaphore,
@@ -220,10 +361,10 @@ async fn read_more(
         inbuf.reserve(READ_CHUNK);
     }
     let Some(idle) = idle else {
-        return matches!(reader.read_buf(inbuf).await, Ok(n) if n > 0);
+        return matches!(read_some(stream, inbuf).await, Ok(n) if n > 0);
     };
     loop {
-        match tokio::time::timeout(idle, reader.read_buf(inbuf)).await {
+        match tokio::time::timeout(idle, read_some(stream, inbuf)).await {
             Ok(read) => return matches!(read, Ok(n) if n > 0),
             // Waiting for the database is not idleness.
             Err(_) if slots.available_permits() + reserved < MAX_IN_FLIGHT => continue,
@@ -235,21 +376,40 @@ async fn read_more(
     }
 }
 
+/// One read into `buf`'s spare capacity, waiting until there is something.
+async fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    loop {
+        stream.readable().await?;
+        match stream.try_read_buf(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            read => return read,
+        }
+    }
+}
+
 async fn serve_connection(stream: TcpStream, engine: Arc<Engine>, open: OpenConnection) {
     let _ = stream.set_nodelay(true);
     let idle = open.0.idle_timeout;
-    let (mut reader, writer) = stream.into_split();
-    let writer: Writer = Arc::new(Mutex::new(writer));
-    let (tx, rx) = mpsc::unbounded_channel();
-    let deferred = tokio::spawn(write_deferred(writer.clone(), rx));
+    let conn = Arc::new(Connection {
+        stream,
+        out: parking_lot::Mutex::new(Outgoing::default()),
+        has_pending: Notify::new(),
+        sent: Notify::new(),
+    });
+    let writer = tokio::spawn(write_pending(conn.clone()));
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut slot = None;
     let mut inbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::new();
 
     'conn: loop {
+        // A client that does not read its replies is not read from.
+        if !conn.wait_for_pending_below(REPLY_FLUSH_BYTES).await {
+            break;
+        }
         if !read_more(
-            &mut reader,
+            &conn.stream,
             &mut inbuf,
             idle,
             &slots,
@@ -282,7 +442,7 @@ async fn serve_connection(stream: TcpStream, engine: Arc<Engine>, open: OpenConn
                     Err(_) => {
                         // Too much waits on the database: let the client
                         // have what is answered, then wait for a slot.
-                        if flush(&writer, &mut out).await.is_err() {
+                        if !send(&conn, &mut out) {
                             break 'conn;
                         }
                         match slots.clone().acquire_owned().await {
@@ -294,7 +454,7 @@ async fn serve_connection(stream: TcpStream, engine: Arc<Engine>, open: OpenConn
             }
             let msg = &inbuf[used + TCP_PREFIX_LEN..used + total];
             let mut link = TcpLink {
-                tx: &tx,
+                conn: &conn,
                 slot: &mut slot,
                 queued: false,
             };
@@ -307,37 +467,46 @@ async fn serve_connection(stream: TcpStream, engine: Arc<Engine>, open: OpenConn
             }
             // Replies past the threshold go out before more requests are
             // taken: a client that does not read stalls here, on its own.
-            if out.len() >= REPLY_FLUSH_BYTES && flush(&writer, &mut out).await.is_err() {
+            if out.len() >= REPLY_FLUSH_BYTES
+                && !(send(&conn, &mut out) && conn.wait_for_pending_below(REPLY_FLUSH_BYTES).await)
+            {
                 break 'conn;
             }
             // This client added to a database queue over budget: it waits
             // for the queue to drain (its answers so far are sent first).
             // Clients that queue nothing go on.
             if queued && engine.db.budget().is_spent() {
-                if flush(&writer, &mut out).await.is_err() {
+                if !send(&conn, &mut out) {
                     break 'conn;
                 }
                 engine.db.budget().wait_for_room().await;
             }
         }
         inbuf.drain(..used);
-        if flush(&writer, &mut out).await.is_err() || close {
+        if !send(&conn, &mut out) || close {
             break;
         }
     }
-    drop(tx);
-    // Answers still owed by the database are written if the peer reads
-    // them; the writer ends when the last one is sent or the socket fails.
-    let _ = deferred.await;
-    let _ = writer.lock().await.shutdown().await;
+    // Answers still owed by the database are sent if the peer reads them:
+    // every in-flight slot back means every deferred answer was handed
+    // over; then what waits unsent goes, and the client reads end of
+    // stream.
+    drop(slot);
+    let all = MAX_IN_FLIGHT as u32;
+    if slots.acquire_many(all).await.is_ok() && conn.wait_for_pending_below(1).await {
+        conn.shut_down_sending();
+    }
+    writer.abort();
     drop(open);
 }
 
-async fn flush(writer: &Writer, out: &mut Vec<u8>) -> std::io::Result<()> {
+/// Sends the immediate answers gathered in `out`; false once the
+/// connection is broken.
+fn send(conn: &Connection, out: &mut Vec<u8>) -> bool {
     if out.is_empty() {
-        return Ok(());
+        return !conn.is_broken();
     }
-    let result = writer.lock().await.write_all(out).await;
+    let ok = conn.send(out, None);
     out.clear();
-    result
+    ok
 }
