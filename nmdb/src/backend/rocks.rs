@@ -160,7 +160,15 @@ mod tests {
 
     #[test]
     fn passes_the_backend_conformance_suite() {
-        conformance::run_all(&|| Box::new(RocksBackend::open(&temp_dir("conf")).unwrap()));
+        // Every database the suite opens lives under one directory,
+        // removed at the end.
+        let parent = temp_dir("conf");
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        conformance::run_all(&|| {
+            let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::new(RocksBackend::open(&parent.join(i.to_string())).unwrap())
+        });
+        std::fs::remove_dir_all(&parent).unwrap();
     }
 
     #[test]
