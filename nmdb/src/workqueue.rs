@@ -8,8 +8,11 @@
 //! a synchronous write, a key walk: "urgent") wakes the worker at once.
 //! Asynchronous writes, already answered, wake an idle worker too, but it
 //! then lingers up to [`LINGER`] for more of them, so a stream of writes is
-//! applied as one batch. Order is untouched: the worker always takes items
-//! in queue order, and an urgent item ends the lingering, so a read still
+//! applied as one batch. After such a batch the worker expects the stream
+//! to go on and lingers again before it goes idle, so a steady stream is
+//! taken by the worker's timer alone, with no wake-up from the threads
+//! that queue it. Order is untouched: the worker always takes items in
+//! queue order, and an urgent item ends the lingering, so a read still
 //! sees every write queued before it.
 
 use parking_lot::{Condvar, Mutex};
@@ -36,11 +39,14 @@ struct State<T> {
     /// Some queued item is urgent.
     urgent: bool,
     worker: WorkerState,
+    /// The last batch taken was asynchronous writes only: more are likely.
+    streaming: bool,
 }
 
 pub struct WorkQueue<T> {
     state: Mutex<State<T>>,
     wake: Condvar,
+    linger: Duration,
 }
 
 impl<T> Default for WorkQueue<T> {
@@ -56,14 +62,25 @@ impl<T> WorkQueue<T> {
                 items: VecDeque::new(),
                 urgent: false,
                 worker: WorkerState::Busy,
+                streaming: false,
             }),
             wake: Condvar::new(),
+            linger: LINGER,
+        }
+    }
+
+    /// A queue whose worker lingers `linger` instead of [`LINGER`].
+    #[cfg(test)]
+    fn with_linger(linger: Duration) -> Self {
+        WorkQueue {
+            linger,
+            ..Self::new()
         }
     }
 
     /// Queues `item`; `urgent` when someone waits for its result. Never
-    /// waits.
-    pub fn push(&self, item: T, urgent: bool) {
+    /// waits. True when the push woke the worker.
+    pub fn push(&self, item: T, urgent: bool) -> bool {
         let mut s = self.state.lock();
         s.items.push_back(item);
         s.urgent |= urgent;
@@ -76,6 +93,7 @@ impl<T> WorkQueue<T> {
             s.worker = WorkerState::Busy;
             self.wake.notify_one();
         }
+        wake
     }
 
     /// Items queued and not yet taken by the worker.
@@ -85,23 +103,32 @@ impl<T> WorkQueue<T> {
 
     /// Moves up to `max` items, in queue order, into `out`; waits while the
     /// queue is empty, and lingers while it holds only a few non-urgent
-    /// items.
+    /// items (or none, right after a batch of them).
     pub fn pop_batch(&self, out: &mut Vec<T>, max: usize) {
         let mut s = self.state.lock();
-        while s.items.is_empty() {
-            s.worker = WorkerState::Idle;
-            self.wake.wait(&mut s);
-        }
-        if !s.urgent && s.items.len() < LINGER_BATCH {
+        let mut linger_until = s.streaming.then(|| Instant::now() + self.linger);
+        while !s.urgent && s.items.len() < LINGER_BATCH {
+            let Some(until) = linger_until.or_else(|| {
+                // Nothing expected: any push wakes the worker.
+                (!s.items.is_empty()).then(|| Instant::now() + self.linger)
+            }) else {
+                s.worker = WorkerState::Idle;
+                self.wake.wait(&mut s);
+                continue;
+            };
+            linger_until = Some(until);
             s.worker = WorkerState::Lingering;
-            let until = Instant::now() + LINGER;
-            while s.worker == WorkerState::Lingering {
-                if self.wake.wait_until(&mut s, until).timed_out() {
+            if self.wake.wait_until(&mut s, until).timed_out() {
+                if !s.items.is_empty() {
                     break;
                 }
+                // The stream ended: wait for anything.
+                linger_until = None;
+                s.streaming = false;
             }
         }
         s.worker = WorkerState::Busy;
+        s.streaming = !s.urgent;
         let n = s.items.len().min(max.max(1));
         out.extend(s.items.drain(..n));
         // What is left was queued behind a full batch: take it at once.
@@ -165,6 +192,62 @@ mod tests {
         assert_eq!(out, [7]);
         // It waited for company first: no wake-up ended the linger early.
         assert!(start.elapsed() >= LINGER, "{:?}", start.elapsed());
+    }
+
+    /// Waits until the worker waits in `state`.
+    fn wait_for_state(q: &WorkQueue<i32>, state: WorkerState) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while q.state.lock().worker != state {
+            assert!(Instant::now() < deadline, "the worker never got {state:?}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn after_a_batch_of_asynchronous_writes_more_of_them_wake_nobody() {
+        let q = Arc::new(WorkQueue::with_linger(Duration::from_secs(60)));
+        // A full batch of asynchronous writes, taken without lingering.
+        for i in 0..LINGER_BATCH as i32 {
+            q.push(i, false);
+        }
+        let mut out = Vec::new();
+        q.pop_batch(&mut out, LINGER_BATCH);
+        assert_eq!(out.len(), LINGER_BATCH);
+        let worker = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                q.pop_batch(&mut out, 100);
+                out
+            })
+        };
+        // The worker expects more and lingers, not idle, on an empty queue.
+        wait_for_state(&q, WorkerState::Lingering);
+        assert!(q.waiting() == 0);
+        assert!(!q.push(-2, false), "an asynchronous write woke the worker");
+        assert!(q.push(-3, true), "a request someone waits for must wake it");
+        assert_eq!(worker.join().unwrap(), [-2, -3]);
+    }
+
+    #[test]
+    fn a_stream_that_ends_leaves_the_worker_idle_for_the_next_push_to_wake() {
+        let q = Arc::new(WorkQueue::new());
+        q.push(1, false);
+        let mut out = Vec::new();
+        q.pop_batch(&mut out, 100);
+        let worker = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                q.pop_batch(&mut out, 100);
+                out
+            })
+        };
+        // Once the worker gave up lingering it waits for anything, and an
+        // asynchronous write wakes it.
+        wait_for_state(&q, WorkerState::Idle);
+        assert!(q.push(2, false));
+        assert_eq!(worker.join().unwrap(), [2]);
     }
 
     #[test]
