@@ -29,6 +29,7 @@ pub mod notify;
 pub mod reply;
 pub mod run;
 pub mod server;
+pub mod shard;
 pub mod stats;
 pub mod throttle;
 pub mod transport;

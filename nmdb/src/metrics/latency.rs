@@ -14,9 +14,9 @@
 //! always agree. A scrape racing with recordings may see a request in its
 //! bucket and not yet in the sum: scrapes are a snapshot, not a barrier.
 
+use crate::shard;
 use nmdb_proto::{Header, Request};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -129,28 +129,6 @@ pub struct Latency {
     shards: Box<[Shard]>,
 }
 
-/// Shards handed out to threads so far, across every [`Latency`].
-static THREADS: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    /// This thread's shard number (before masking), `usize::MAX` until it
-    /// first records.
-    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-#[inline]
-fn thread_shard() -> usize {
-    SHARD.with(|s| {
-        let n = s.get();
-        if n != usize::MAX {
-            return n;
-        }
-        let n = THREADS.fetch_add(1, Ordering::Relaxed);
-        s.set(n);
-        n
-    })
-}
-
 impl Default for Latency {
     fn default() -> Self {
         Self::new()
@@ -158,12 +136,12 @@ impl Default for Latency {
 }
 
 impl Latency {
-    /// Shards for about one thread per core (4 to 64).
+    /// Shards for about one thread per core ([`shard::shard_count`]).
     pub fn new() -> Self {
-        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
-        let shards = cores.next_power_of_two().clamp(4, 64);
         Latency {
-            shards: (0..shards).map(|_| Shard::default()).collect(),
+            shards: (0..shard::shard_count())
+                .map(|_| Shard::default())
+                .collect(),
         }
     }
 
@@ -174,7 +152,7 @@ impl Latency {
             .as_secs()
             .saturating_mul(1_000_000_000)
             .saturating_add(u64::from(elapsed.subsec_nanos()));
-        let shard = &self.shards[thread_shard() & (self.shards.len() - 1)];
+        let shard = &self.shards[shard::this_thread(self.shards.len())];
         let h = &shard.0[kind.0 as usize];
         h.buckets[bucket(nanos)].fetch_add(1, Ordering::Relaxed);
         h.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
