@@ -237,22 +237,33 @@ impl Connection {
     /// Waits until fewer than `limit` bytes wait unsent; false once the
     /// connection is broken.
     async fn wait_for_pending_below(&self, limit: usize) -> bool {
+        // Nearly always so: no waiter to register then.
+        if let Some(below) = self.pending_below(limit) {
+            return below;
+        }
         loop {
             let notified = self.sent.notified();
             tokio::pin!(notified);
             // Registered before the check, so a send in between is not
             // missed.
             notified.as_mut().enable();
-            {
-                let out = self.out.lock();
-                if out.broken {
-                    return false;
-                }
-                if out.pending.len() < limit {
-                    return true;
-                }
+            if let Some(below) = self.pending_below(limit) {
+                return below;
             }
             notified.await;
+        }
+    }
+
+    /// `Some(false)` once broken, `Some(true)` with fewer than `limit`
+    /// bytes unsent, `None` while more wait.
+    fn pending_below(&self, limit: usize) -> Option<bool> {
+        let out = self.out.lock();
+        if out.broken {
+            Some(false)
+        } else if out.pending.len() < limit {
+            Some(true)
+        } else {
+            None
         }
     }
 
