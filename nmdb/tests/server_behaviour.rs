@@ -245,6 +245,51 @@ fn sync_writes_survive_kill_9_right_after_the_reply_at_process_durability() {
     sync_writes_survive_kill_9("process");
 }
 
+/// A client that pipelines requests and shuts its sending side down gets
+/// every answer, those from the database and the group commit included,
+/// and then end of stream.
+#[test]
+fn a_client_that_half_closes_gets_every_answer_then_end_of_stream() {
+    const N: u32 = 200;
+    let dir = TempDir::new("half-close");
+    let server = TestServer::start(&dir, &[]);
+    let mut c = server.tcp_client();
+    c.send(&set(b"stored", b"v", FLAGS_SYNC));
+    assert_eq!(code(&c.recv()), ReplyCode::Ok);
+    // Out of the cache: GETs of it are answered by a database worker.
+    c.send(&del(b"stored", FLAGS_CACHE_ONLY));
+    assert_eq!(code(&c.recv()), ReplyCode::Ok);
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..N {
+        let id = 1000 + i;
+        let key = format!("hc-{i}");
+        let (req, flags) = match i % 3 {
+            0 => (
+                Request::Set {
+                    key: key.as_bytes(),
+                    value: b"v",
+                },
+                FLAGS_SYNC,
+            ),
+            1 => (Request::Get { key: b"stored" }, 0),
+            _ => (Request::Get { key: b"stored" }, FLAGS_CACHE_ONLY),
+        };
+        c.send(&msg(req, id, flags));
+        ids.insert(id);
+    }
+    c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    while let Some(frame) = c.recv_frame() {
+        let reply = Reply::parse(&frame[4..]).unwrap();
+        assert!(
+            ids.remove(&reply.id),
+            "unexpected or repeated id {}",
+            reply.id
+        );
+    }
+    assert!(ids.is_empty(), "{} requests never answered", ids.len());
+    server.stop();
+}
+
 #[test]
 fn an_unknown_durability_is_refused_with_the_choices() {
     let out = std::process::Command::new(nmdb_bin())
