@@ -194,6 +194,16 @@ mod tests {
         assert!(start.elapsed() >= LINGER, "{:?}", start.elapsed());
     }
 
+    /// One [`WorkQueue::pop_batch`] on a thread of its own.
+    fn pop_in_a_thread(q: &Arc<WorkQueue<i32>>) -> std::thread::JoinHandle<Vec<i32>> {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            q.pop_batch(&mut out, 100);
+            out
+        })
+    }
+
     /// Waits until the worker waits in `state`.
     fn wait_for_state(q: &WorkQueue<i32>, state: WorkerState) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -213,14 +223,7 @@ mod tests {
         let mut out = Vec::new();
         q.pop_batch(&mut out, LINGER_BATCH);
         assert_eq!(out.len(), LINGER_BATCH);
-        let worker = {
-            let q = q.clone();
-            std::thread::spawn(move || {
-                let mut out = Vec::new();
-                q.pop_batch(&mut out, 100);
-                out
-            })
-        };
+        let worker = pop_in_a_thread(&q);
         // The worker expects more and lingers, not idle, on an empty queue.
         wait_for_state(&q, WorkerState::Lingering);
         assert!(q.waiting() == 0);
@@ -235,14 +238,7 @@ mod tests {
         q.push(1, false);
         let mut out = Vec::new();
         q.pop_batch(&mut out, 100);
-        let worker = {
-            let q = q.clone();
-            std::thread::spawn(move || {
-                let mut out = Vec::new();
-                q.pop_batch(&mut out, 100);
-                out
-            })
-        };
+        let worker = pop_in_a_thread(&q);
         // Once the worker gave up lingering it waits for anything, and an
         // asynchronous write wakes it.
         wait_for_state(&q, WorkerState::Idle);
