@@ -290,6 +290,54 @@ fn a_client_that_half_closes_gets_every_answer_then_end_of_stream() {
     server.stop();
 }
 
+/// SIGTERM while synchronous writes are still pipelined in: the server
+/// exits cleanly, and every write it acknowledged, before or during its
+/// shutdown, is there after a restart.
+#[test]
+fn sigterm_with_sync_writes_in_flight_keeps_every_acknowledged_one() {
+    const N: u32 = 3000;
+    let dir = TempDir::new("term-sync");
+    let mut server = TestServer::start(&dir, &[]);
+    let mut c = server.tcp_client();
+    let mut pipelined = Vec::new();
+    for i in 0..N {
+        let key = format!("term-{i}");
+        let mut framed = Vec::new();
+        Request::Set {
+            key: key.as_bytes(),
+            value: b"v",
+        }
+        .encode_framed(i, FLAGS_SYNC, &mut framed);
+        pipelined.extend_from_slice(&framed);
+    }
+    c.send_raw(&pipelined);
+    // Some are answered: the rest are in flight.
+    let mut acknowledged = Vec::new();
+    while acknowledged.len() < 10 {
+        let frame = c.recv();
+        let reply = Reply::parse(&frame).unwrap();
+        assert_eq!(reply.reply_code(), Some(ReplyCode::Ok));
+        acknowledged.push(reply.id);
+    }
+    server.signal(libc::SIGTERM);
+    while let Some(frame) = c.recv_frame() {
+        let reply = Reply::parse(&frame[4..]).unwrap();
+        if reply.reply_code() == Some(ReplyCode::Ok) {
+            acknowledged.push(reply.id);
+        }
+    }
+    let status = server.wait_exit();
+    assert!(status.success(), "{status}:\n{}", server.log_text());
+    assert!(!server.log_text().contains("panicked"));
+    let server = TestServer::start(&dir, &[]);
+    let mut c = server.tcp_client();
+    for id in acknowledged {
+        let key = format!("term-{id}");
+        assert_eq!(data(&c.call(&get(key.as_bytes(), 0))), b"v", "{key} lost");
+    }
+    server.stop();
+}
+
 #[test]
 fn an_unknown_durability_is_refused_with_the_choices() {
     let out = std::process::Command::new(nmdb_bin())
