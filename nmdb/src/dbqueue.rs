@@ -23,7 +23,8 @@
 //! and the request skips two thread hand-offs. Nothing older on the key
 //! can be overtaken, since the stripe is held and none is pending. That
 //! thread serves other clients, so the write never waits: one RocksDB
-//! would delay (a write stall) is queued for a worker instead.
+//! would delay (a write stall), or a DEL whose key could only be looked up
+//! on disk, is queued for a worker instead.
 
 use crate::backend::{Backend, BackendError, WriteOp};
 use crate::budget::QueueBudget;
@@ -104,8 +105,9 @@ pub enum WrittenNow {
     Answer(ReplyCode),
     /// Written; the group commit answers once it is on disk.
     AnsweredWhenDurable,
-    /// The database would have made the write wait (a write stall):
-    /// nothing was written; queue it for a worker, which may wait.
+    /// The database would have made the write wait (a write stall, or a
+    /// disk read to answer a DEL): nothing was written; queue it for a
+    /// worker, which may wait.
     WouldWait,
 }
 
@@ -280,7 +282,7 @@ impl DbQueue {
     /// to answer `NotIn` for a key the database lacks. `defer` gives where
     /// to answer request `id` when the group commit answers it. The calling
     /// thread serves other clients, so the write never waits in a write
-    /// stall ([`WrittenNow::WouldWait`]).
+    /// stall, nor a DEL for a disk read ([`WrittenNow::WouldWait`]).
     pub fn write_now(
         &self,
         id: u32,
@@ -289,9 +291,10 @@ impl DbQueue {
         defer: impl FnOnce() -> ReplyTo,
     ) -> Result<WrittenNow, ErrorCode> {
         if value.is_none() {
-            match self.backend.get(key) {
-                Ok(Some(_)) => {}
-                Ok(None) => return Ok(WrittenNow::Answer(ReplyCode::NotIn)),
+            match self.backend.contains_without_waiting(key) {
+                Ok(Some(true)) => {}
+                Ok(Some(false)) => return Ok(WrittenNow::Answer(ReplyCode::NotIn)),
+                Ok(None) => return Ok(WrittenNow::WouldWait),
                 Err(e) => {
                     log::error!("database delete failed: {e}");
                     self.health.read_failed();

@@ -385,6 +385,57 @@ mod tests {
         fn queued_for_db(&mut self) {}
     }
 
+    /// An engine on `backend`, its database queue started.
+    fn engine_on(backend: Arc<FakeBackend>, durability: Durability) -> Engine {
+        let cache = Arc::new(Cache::new(1024));
+        let stats = Arc::new(Stats::default());
+        let modes = Arc::new(Modes::default());
+        let shared = Shared {
+            backend,
+            cache: cache.clone(),
+            stats: stats.clone(),
+            modes: modes.clone(),
+            cache_fill: true,
+            health: Arc::new(WriteHealth::default()),
+            durability,
+        };
+        Engine {
+            cache,
+            db: DbQueue::start(shared, 2, 1 << 20).unwrap(),
+            stats,
+            modes,
+            cache_fill: true,
+            queue_full_log: EverySecond::default(),
+            latency: None,
+        }
+    }
+
+    /// Sends `req` as request 7 with `flags`; the answer, and whether it
+    /// came at once (`false`: deferred, from the queue or the group
+    /// commit).
+    fn answer_of(engine: &Engine, req: Request<'_>, flags: u16) -> (ReplyCode, bool) {
+        let (conn, frames) = collected_frames();
+        let mut link = TestLink {
+            conn,
+            slots: Arc::new(Semaphore::new(4)),
+        };
+        let mut msg = Vec::new();
+        req.encode(7, flags, &mut msg);
+        let mut out = Vec::new();
+        engine.handle(&msg, &mut link, &mut out);
+        let (frame, at_once) = match out.is_empty() {
+            false => (out, true),
+            true => (
+                frames
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("no answer"),
+                false,
+            ),
+        };
+        let reply = Reply::parse(&frame[4..]).unwrap();
+        (reply.reply_code().expect("a reply code"), at_once)
+    }
+
     #[test]
     fn a_sync_write_the_database_would_stall_goes_to_the_queue_and_is_answered() {
         for durability in [Durability::Disk, Durability::Process] {
@@ -393,49 +444,14 @@ mod tests {
                 stalled: true,
                 ..FakeBackend::default()
             });
-            let cache = Arc::new(Cache::new(1024));
-            let stats = Arc::new(Stats::default());
-            let modes = Arc::new(Modes::default());
-            let shared = Shared {
-                backend: backend.clone(),
-                cache: cache.clone(),
-                stats: stats.clone(),
-                modes: modes.clone(),
-                cache_fill: true,
-                health: Arc::new(WriteHealth::default()),
-                durability,
-            };
-            let engine = Engine {
-                cache,
-                db: DbQueue::start(shared, 2, 1 << 20).unwrap(),
-                stats,
-                modes,
-                cache_fill: true,
-                queue_full_log: EverySecond::default(),
-                latency: None,
-            };
-            let (conn, frames) = collected_frames();
-            let mut link = TestLink {
-                conn,
-                slots: Arc::new(Semaphore::new(4)),
-            };
-            let mut msg = Vec::new();
-            Request::Set {
+            let engine = engine_on(backend.clone(), durability);
+            let set = Request::Set {
                 key: b"k",
                 value: b"v",
-            }
-            .encode(7, FLAGS_SYNC, &mut msg);
-            let mut out = Vec::new();
-            engine.handle(&msg, &mut link, &mut out);
-            assert!(
-                out.is_empty(),
-                "{durability:?}: answered before it was written"
-            );
-            let reply = frames
-                .recv_timeout(Duration::from_secs(10))
-                .unwrap_or_else(|_| panic!("{durability:?}: no answer"));
-            let reply = Reply::parse(&reply[4..]).unwrap();
-            assert_eq!(reply.reply_code(), Some(ReplyCode::Ok), "{durability:?}");
+            };
+            let (code, at_once) = answer_of(&engine, set, FLAGS_SYNC);
+            assert_eq!(code, ReplyCode::Ok, "{durability:?}");
+            assert!(!at_once, "{durability:?}: answered before it was written");
             assert_eq!(
                 *backend.written.lock(),
                 [WriteOp::Put {
@@ -443,6 +459,26 @@ mod tests {
                     value: b"v".to_vec()
                 }],
                 "{durability:?}: the queue's worker wrote it"
+            );
+            engine.db.shutdown();
+        }
+    }
+
+    #[test]
+    fn a_sync_del_that_would_read_the_disk_goes_to_the_queue_and_is_answered() {
+        // The fake database has no key: a DEL is answered NotIn, at once
+        // when that is known from memory, by a worker otherwise.
+        for reads_need_disk in [false, true] {
+            let backend = Arc::new(FakeBackend {
+                reads_need_disk,
+                ..FakeBackend::default()
+            });
+            let engine = engine_on(backend, Durability::Process);
+            let (code, at_once) = answer_of(&engine, Request::Del { key: b"k" }, FLAGS_SYNC);
+            assert_eq!(code, ReplyCode::NotIn);
+            assert_eq!(
+                at_once, !reads_need_disk,
+                "reads need the disk: {reads_need_disk}"
             );
             engine.db.shutdown();
         }

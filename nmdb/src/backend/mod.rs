@@ -88,6 +88,13 @@ pub trait Backend: Send + Sync {
         self.write(&[WriteOp::new(key, value)]).map(|()| true)
     }
 
+    /// Whether `key` is stored, when that can be told without reading the
+    /// disk; `Ok(None)` when it cannot. For a thread that serves other
+    /// clients, which must not wait for a disk read.
+    fn contains_without_waiting(&self, key: &[u8]) -> BackendResult<Option<bool>> {
+        self.get(key).map(|value| Some(value.is_some()))
+    }
+
     /// Some key of the database (the start of a walk), `None` when empty.
     fn first_key(&self) -> BackendResult<Option<Vec<u8>>>;
 
@@ -274,6 +281,8 @@ pub(crate) struct FakeBackend {
     pub fsync_fails: bool,
     /// [`Backend::write_without_waiting`] refuses: a write stall.
     pub stalled: bool,
+    /// [`Backend::contains_without_waiting`] cannot tell without the disk.
+    pub reads_need_disk: bool,
     /// Calls of [`Backend::make_durable`] so far.
     pub fsyncs: std::sync::atomic::AtomicUsize,
 }
@@ -304,6 +313,13 @@ impl Backend for FakeBackend {
             return Ok(false);
         }
         self.write(&[WriteOp::new(key, value)]).map(|()| true)
+    }
+
+    fn contains_without_waiting(&self, key: &[u8]) -> BackendResult<Option<bool>> {
+        if self.reads_need_disk {
+            return Ok(None);
+        }
+        self.get(key).map(|value| Some(value.is_some()))
     }
 
     fn first_key(&self) -> BackendResult<Option<Vec<u8>>> {

@@ -4,7 +4,7 @@
 //! [`Backend::make_durable`] fsyncs the log once for every write before it.
 
 use super::{Backend, BackendError, BackendResult, WriteOp};
-use rocksdb::{Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{Options, ReadOptions, ReadTier, WriteBatch, WriteOptions, DB};
 use std::path::Path;
 
 pub struct RocksBackend {
@@ -12,6 +12,9 @@ pub struct RocksBackend {
     write_options: WriteOptions,
     /// Fail with `Incomplete` rather than wait in a write stall.
     prompt_write_options: WriteOptions,
+    /// Fail with `Incomplete` rather than read the disk: memtables and
+    /// the block cache only.
+    memory_read_options: ReadOptions,
 }
 
 fn engine(e: rocksdb::Error) -> BackendError {
@@ -52,10 +55,13 @@ impl RocksBackend {
         })?;
         let mut prompt_write_options = WriteOptions::default();
         prompt_write_options.set_no_slowdown(true);
+        let mut memory_read_options = ReadOptions::default();
+        memory_read_options.set_read_tier(ReadTier::BlockCache);
         Ok(Self {
             db,
             write_options: WriteOptions::default(),
             prompt_write_options,
+            memory_read_options,
         })
     }
 }
@@ -80,6 +86,14 @@ impl Backend for RocksBackend {
         match self.db.write_opt(batch, &self.prompt_write_options) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(false),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    fn contains_without_waiting(&self, key: &[u8]) -> BackendResult<Option<bool>> {
+        match self.db.get_pinned_opt(key, &self.memory_read_options) {
+            Ok(value) => Ok(Some(value.is_some())),
+            Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
             Err(e) => Err(engine(e)),
         }
     }
@@ -169,6 +183,33 @@ mod tests {
             Box::new(RocksBackend::open(&parent.join(i.to_string())).unwrap())
         });
         std::fs::remove_dir_all(&parent).unwrap();
+    }
+
+    #[test]
+    fn looking_a_key_up_without_waiting_never_reads_the_disk() {
+        let dir = temp_dir("memory-read");
+        let put = |key: &[u8]| WriteOp::Put {
+            key: key.to_vec(),
+            value: b"v".to_vec(),
+        };
+        {
+            let b = RocksBackend::open(&dir).unwrap();
+            b.write(&[put(b"old")]).unwrap();
+            // Fresh writes are in the memtable: told from memory.
+            assert_eq!(b.contains_without_waiting(b"old").unwrap(), Some(true));
+            assert_eq!(b.contains_without_waiting(b"none").unwrap(), Some(false));
+            b.flush().unwrap();
+        }
+        // Reopened, the key is in a table file whose blocks are not cached.
+        let b = RocksBackend::open(&dir).unwrap();
+        assert_eq!(b.contains_without_waiting(b"old").unwrap(), None);
+        b.write(&[put(b"new")]).unwrap();
+        assert_eq!(b.contains_without_waiting(b"new").unwrap(), Some(true));
+        // A read that may wait brings the block into the cache.
+        assert_eq!(b.get(b"old").unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(b.contains_without_waiting(b"old").unwrap(), Some(true));
+        drop(b);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
