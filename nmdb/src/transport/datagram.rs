@@ -53,12 +53,14 @@ impl Kind {
 
     /// Receive threads for one socket. One for SCTP, whose pieces of an
     /// over-long message must reach the thread that skips them; the others
-    /// take two, so one slow request does not hold up the next message.
+    /// take one per core, at least two, so that every core can serve
+    /// requests and one slow request does not hold up the next message
+    /// (the kernel hands each datagram to one waiting thread).
     pub fn receive_threads(self) -> usize {
         if self.has_record_marks() {
             1
         } else {
-            2
+            std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
         }
     }
 
@@ -202,4 +204,18 @@ pub fn spawn(
                 .spawn(move || receive_loop(socket, engine, stop))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_and_tipc_get_a_receive_thread_per_core_and_sctp_one() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for kind in [Kind::Udp, Kind::Tipc] {
+            assert_eq!(kind.receive_threads(), cores.max(2));
+        }
+        assert_eq!(Kind::Sctp.receive_threads(), 1);
+    }
 }

@@ -1,10 +1,11 @@
 //! Transports: where request bytes arrive and reply bytes leave.
 //!
-//! Stream transports (TCP) run as tasks on the async runtime, one per
-//! connection, so thousands of idle clients cost little. Datagram transports
-//! (UDP, TIPC, SCTP) share one receive loop run by a few blocking threads
-//! per socket: a message is a whole request, so there is no connection
-//! state to keep. All of them hand whole messages to the
+//! Stream transports (TCP) run as tasks on the network threads' runtimes
+//! ([`crate::netthreads`]), one per connection, so thousands of idle
+//! clients cost little. Datagram transports (UDP, TIPC, SCTP) share one
+//! receive loop run by blocking threads, one per core for each socket (one
+//! for SCTP): a message is a whole request, so there is no connection state
+//! to keep. All of them hand whole messages to the
 //! [`Engine`](crate::engine::Engine).
 
 pub mod datagram;
