@@ -149,3 +149,50 @@ fn man_page_renders_without_warnings() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The THREADS section of `nmdb.1`, as text (troff's `\-` as `-`).
+fn threads_section() -> String {
+    let start = MAN.find(".SH THREADS").expect("nmdb.1 has THREADS");
+    let end = start
+        + MAN[start..]
+            .find("\n.SH METRICS")
+            .expect("METRICS follows THREADS");
+    MAN[start..end].replace("\\-", "-")
+}
+
+#[test]
+fn every_thread_of_a_running_server_is_documented() {
+    let dir = support::TempDir::new("threads");
+    let server = support::TestServer::start(&dir, &[]);
+    let section = threads_section();
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", server.pid())).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap();
+        // nmdb-net-0, nmdb-net-1... are documented as nmdb-net-N.
+        let name = match comm.trim_end().rsplit_once('-') {
+            Some((stem, n)) if n.bytes().all(|b| b.is_ascii_digit()) => format!("{stem}-N"),
+            _ => comm.trim_end().to_owned(),
+        };
+        seen.insert(name);
+    }
+    for name in &seen {
+        assert!(
+            section.contains(name.as_str()),
+            "thread {name} is not in THREADS of nmdb.1"
+        );
+    }
+    for expected in [
+        "nmdb",
+        "nmdb-net-N",
+        "nmdb-udp-N",
+        "nmdb-db-N",
+        "nmdb-commit",
+    ] {
+        assert!(
+            seen.contains(expected),
+            "no {expected} thread among {seen:?}"
+        );
+    }
+    server.stop();
+}
