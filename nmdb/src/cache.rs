@@ -254,10 +254,17 @@ impl DbClaim {
     }
 }
 
+/// A stripe's lock and its count of database operations, alone on their
+/// cache lines: threads working on different stripes share none.
+#[repr(align(128))]
+struct StripeSlot {
+    stripe: Mutex<Stripe>,
+    /// Database operations queued for the stripe's keys and not yet done.
+    db_queued: AtomicU32,
+}
+
 pub struct Cache {
-    stripes: Box<[Mutex<Stripe>]>,
-    /// Per stripe: database operations queued and not yet done.
-    db_queued: Box<[AtomicU32]>,
+    stripes: Box<[StripeSlot]>,
     /// Total buckets, a multiple of the stripe count.
     buckets: usize,
 }
@@ -281,16 +288,16 @@ impl Cache {
         let nstripes = 1usize << (usize::BITS - 1 - wanted.min(MAX_STRIPES).leading_zeros());
         let per_stripe = wanted / nstripes;
         let stripes = (0..nstripes)
-            .map(|_| {
-                Mutex::new(Stripe {
+            .map(|_| StripeSlot {
+                stripe: Mutex::new(Stripe {
                     buckets: (0..per_stripe).map(|_| Packed::default()).collect(),
                     ..Stripe::default()
-                })
+                }),
+                db_queued: AtomicU32::new(0),
             })
             .collect();
         Cache {
             stripes,
-            db_queued: (0..nstripes).map(|_| AtomicU32::new(0)).collect(),
             buckets: nstripes * per_stripe,
         }
     }
@@ -303,13 +310,13 @@ impl Cache {
     /// Objects held now. Takes every stripe's lock in turn: for reports,
     /// not for the request path.
     pub fn objects(&self) -> usize {
-        self.stripes.iter().map(|s| s.lock().objects).sum()
+        self.stripes.iter().map(|s| s.stripe.lock().objects).sum()
     }
 
     /// Bytes of keys and values held now, with their packing (two lengths
     /// per entry). Like [`Cache::objects`], for reports.
     pub fn bytes(&self) -> usize {
-        self.stripes.iter().map(|s| s.lock().bytes).sum()
+        self.stripes.iter().map(|s| s.stripe.lock().bytes).sum()
     }
 
     /// The stripe index and the bucket within the stripe of `hash`.
@@ -323,7 +330,9 @@ impl Cache {
     /// later write on the stripe's keys cannot overtake it.
     pub fn db_done(&self, claim: DbClaim) {
         // Release: whoever then sees the count at zero sees the write done.
-        self.db_queued[claim.stripe].fetch_sub(1, Ordering::Release);
+        self.stripes[claim.stripe]
+            .db_queued
+            .fetch_sub(1, Ordering::Release);
     }
 
     /// Locks the stripe holding `key`. The engine keeps the lock while it
@@ -334,8 +343,8 @@ impl Cache {
         let hash = key_hash(key);
         let (index, bucket) = self.locate(hash);
         Locked {
-            stripe: self.stripes[index].lock(),
-            db_queued: &self.db_queued[index],
+            stripe: self.stripes[index].stripe.lock(),
+            db_queued: &self.stripes[index].db_queued,
             index,
             bucket,
             hash,
@@ -349,7 +358,7 @@ impl Cache {
     /// so the worker calling this just takes the lock.
     pub fn fill(&self, ticket: FillTicket, key: &[u8], value: &[u8]) -> bool {
         let (index, b) = self.locate(ticket.hash);
-        let mut s = self.stripes[index].lock();
+        let mut s = self.stripes[index].stripe.lock();
         if s.generation != ticket.generation {
             return false;
         }
@@ -643,7 +652,7 @@ mod tests {
 
     /// The one bucket of a one-bucket cache: (length, capacity, address).
     fn only_bucket(c: &Cache) -> (usize, usize, usize) {
-        let s = c.stripes[0].lock();
+        let s = c.stripes[0].stripe.lock();
         let b = &s.buckets[0];
         (b.len(), b.capacity(), b.as_ptr() as usize)
     }

@@ -207,18 +207,7 @@ impl Engine {
                 if cache_only {
                     return out.code(id, ReplyCode::Ok);
                 }
-                if h.sync()
-                    && self.db.may_write_now(slot.db_idle())
-                    && self.write_now(id, key, Some(value), link, out)
-                {
-                    return;
-                }
-                let op = DbOp::Set {
-                    key: key.to_vec(),
-                    value: value.to_vec(),
-                    sync: h.sync(),
-                };
-                self.submit_write(op, id, h.sync(), &slot, link, out);
+                self.write(h, key, Some(value), &slot, link, out);
             }
             Request::Del { key } => {
                 self.count(cache_only, Counter::CacheDel, Counter::DbDel);
@@ -234,17 +223,7 @@ impl Engine {
                         },
                     );
                 }
-                if h.sync()
-                    && self.db.may_write_now(slot.db_idle())
-                    && self.write_now(id, key, None, link, out)
-                {
-                    return;
-                }
-                let op = DbOp::Del {
-                    key: key.to_vec(),
-                    sync: h.sync(),
-                };
-                self.submit_write(op, id, h.sync(), &slot, link, out);
+                self.write(h, key, None, &slot, link, out);
             }
             Request::Cas { key, old, new } => {
                 self.count(cache_only, Counter::CacheCas, Counter::DbCas);
@@ -312,17 +291,36 @@ impl Engine {
         true
     }
 
-    /// Queues a SET or DEL: a synchronous one is answered by the queue once
-    /// written, an asynchronous one at once.
-    fn submit_write(
+    /// A SET (`value` present) or DEL for the database, the key's stripe
+    /// held. A synchronous one is written on this thread when nothing is
+    /// pending on the stripe and the database need not make it wait;
+    /// otherwise it is queued and answered once written. An asynchronous
+    /// one is queued and answered at once.
+    fn write(
         &self,
-        op: DbOp,
-        id: u32,
-        sync: bool,
+        h: Header,
+        key: &[u8],
+        value: Option<&[u8]>,
         slot: &Locked<'_>,
         link: &mut dyn Link,
         out: &mut Out<'_>,
     ) {
+        let (id, sync) = (h.id, h.sync());
+        if sync
+            && self.db.may_write_now(slot.db_idle())
+            && self.write_now(id, key, value, link, out)
+        {
+            return;
+        }
+        let key = key.to_vec();
+        let op = match value {
+            Some(value) => DbOp::Set {
+                key,
+                value: value.to_vec(),
+                sync,
+            },
+            None => DbOp::Del { key, sync },
+        };
         self.submit(op, id, slot, link, out, sync);
         if !sync {
             out.code(id, ReplyCode::Ok);

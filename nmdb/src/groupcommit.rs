@@ -151,11 +151,20 @@ impl GroupCommit {
     /// Queues answers whose writes the backend has taken (not yet
     /// durable); they are sent once a later fsync covers them.
     pub fn submit(&self, replies: &mut Vec<SyncReply>) {
-        if replies.is_empty() {
-            return;
+        if !replies.is_empty() {
+            self.arrive(|waiting| waiting.append(replies));
         }
+    }
+
+    /// [`GroupCommit::submit`] for one answer.
+    pub fn submit_one(&self, reply: SyncReply) {
+        self.arrive(|waiting| waiting.push(reply));
+    }
+
+    /// Adds to what waits, waking the committer once there is enough.
+    fn arrive(&self, add: impl FnOnce(&mut Vec<SyncReply>)) {
         let mut state = self.inner.state.lock();
-        state.waiting.append(replies);
+        add(&mut state.waiting);
         if state.enough() {
             self.inner.arrived.notify_one();
         }
@@ -163,15 +172,6 @@ impl GroupCommit {
 
     pub fn counts(&self) -> &CommitCounts {
         &self.inner.counts
-    }
-
-    /// [`GroupCommit::submit`] for one answer.
-    pub fn submit_one(&self, reply: SyncReply) {
-        let mut state = self.inner.state.lock();
-        state.waiting.push(reply);
-        if state.enough() {
-            self.inner.arrived.notify_one();
-        }
     }
 
     /// Makes everything submitted durable and answers it, then stops the
@@ -312,24 +312,18 @@ mod tests {
 
     /// Waits for `n` answers; their reply codes, or error codes as `Err`.
     fn answers(rx: &mut Receiver<Vec<u8>>, n: usize) -> Vec<Result<u32, u32>> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut got = Vec::new();
-        while got.len() < n {
-            match rx.try_recv() {
-                Ok(r) => {
-                    let reply = Reply::parse(&r[4..]).unwrap();
-                    got.push(match reply.error_code() {
-                        Some(e) => Err(e),
-                        None => Ok(reply.reply_code().unwrap() as u32),
-                    });
+        (0..n)
+            .map(|i| {
+                let r = rx
+                    .recv_timeout(Duration::from_secs(10))
+                    .unwrap_or_else(|_| panic!("{i} of {n} answered"));
+                let reply = Reply::parse(&r[4..]).unwrap();
+                match reply.error_code() {
+                    Some(e) => Err(e),
+                    None => Ok(reply.reply_code().unwrap() as u32),
                 }
-                Err(_) => {
-                    assert!(Instant::now() < deadline, "{} of {n} answered", got.len());
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
-        got
+            })
+            .collect()
     }
 
     #[test]

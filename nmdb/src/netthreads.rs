@@ -38,11 +38,6 @@ impl Spawner {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
         drop(self.handles[i].spawn(task));
     }
-
-    /// How many threads share the connections.
-    pub fn threads(&self) -> usize {
-        self.handles.len()
-    }
 }
 
 struct NetThread {

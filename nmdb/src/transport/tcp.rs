@@ -201,17 +201,10 @@ impl Connection {
         let mut sent = 0;
         // Straight to the socket unless older bytes wait: those go first.
         if out.pending.is_empty() {
-            while sent < bytes.len() {
-                match self.stream.try_write(&bytes[sent..]) {
-                    Ok(0) => return self.break_off(&mut out, "the socket took nothing"),
-                    Ok(n) => sent += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return self.break_off(&mut out, &e.to_string()),
-                }
-            }
-            if sent == bytes.len() {
-                return true;
+            match write_what_fits(&self.stream, bytes) {
+                Ok(n) if n == bytes.len() => return true,
+                Ok(n) => sent = n,
+                Err(why) => return self.break_off(&mut out, &why),
             }
         }
         let wake_writer = out.pending.is_empty();
@@ -281,13 +274,30 @@ impl Connection {
     }
 }
 
+/// Writes what the socket takes of `bytes` now, without waiting: how many
+/// bytes it took (fewer than all once it is full), or why the connection
+/// is broken.
+fn write_what_fits(stream: &TcpStream, bytes: &[u8]) -> Result<usize, String> {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match stream.try_write(&bytes[sent..]) {
+            Ok(0) => return Err("the socket took nothing".into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(sent)
+}
+
 /// Sends what waits in the connection's buffer as the socket takes it.
 /// The only task that waits for the client to read.
 async fn write_pending(conn: Arc<Connection>) {
     loop {
         conn.has_pending.notified().await;
         loop {
-            let written = {
+            let (written, all) = {
                 let mut out = conn.out.lock();
                 if out.broken {
                     return;
@@ -295,31 +305,28 @@ async fn write_pending(conn: Arc<Connection>) {
                 if out.pending.is_empty() {
                     break;
                 }
-                match conn.stream.try_write(&out.pending) {
-                    Ok(0) => {
-                        conn.break_off(&mut out, "the socket took nothing");
-                        return;
-                    }
+                match write_what_fits(&conn.stream, &out.pending) {
                     Ok(n) => {
                         out.pending.drain(..n);
                         if out.pending.is_empty() {
                             out.held.clear();
                         }
-                        true
+                        (n, out.pending.is_empty())
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
-                    Err(e) => {
-                        conn.break_off(&mut out, &e.to_string());
+                    Err(why) => {
+                        conn.break_off(&mut out, &why);
                         return;
                     }
                 }
             };
-            if written {
+            if written > 0 {
                 conn.sent.notify_waiters();
-            } else if let Err(e) = conn.stream.writable().await {
-                conn.break_off(&mut conn.out.lock(), &e.to_string());
-                return;
+            }
+            if !all {
+                if let Err(e) = conn.stream.writable().await {
+                    conn.break_off(&mut conn.out.lock(), &e.to_string());
+                    return;
+                }
             }
         }
     }
