@@ -425,6 +425,13 @@ impl Locked<'_> {
         self.stripe.insert_front(b, key, value);
     }
 
+    /// Stores a value of `key`, which missed, just read from the database
+    /// with this stripe held: not a write, so no generation is bumped.
+    pub fn fill(&mut self, key: &[u8], value: &[u8]) {
+        let b = self.bucket;
+        self.stripe.insert_front(b, key, value);
+    }
+
     /// Removes `key`; true if it was cached.
     pub fn del(&mut self, key: &[u8]) -> bool {
         self.written();

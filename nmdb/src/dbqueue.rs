@@ -111,6 +111,17 @@ pub enum WrittenNow {
     WouldWait,
 }
 
+/// What a read offered to [`DbQueue::read_now`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadNow {
+    /// Stored; its value was handed over.
+    Found,
+    /// Not stored.
+    Missing,
+    /// Telling would need a disk read: queue the read for a worker.
+    WouldWait,
+}
+
 /// FIRSTKEY or NEXTKEY.
 #[derive(Debug)]
 pub enum Walk {
@@ -291,15 +302,10 @@ impl DbQueue {
         defer: impl FnOnce() -> ReplyTo,
     ) -> Result<WrittenNow, ErrorCode> {
         if value.is_none() {
-            match self.backend.contains_without_waiting(key) {
-                Ok(Some(true)) => {}
-                Ok(Some(false)) => return Ok(WrittenNow::Answer(ReplyCode::NotIn)),
-                Ok(None) => return Ok(WrittenNow::WouldWait),
-                Err(e) => {
-                    log::error!("database delete failed: {e}");
-                    self.health.read_failed();
-                    return Err(ErrorCode::Db);
-                }
+            match self.read_now(key, "delete", &mut |_| {})? {
+                ReadNow::Found => {}
+                ReadNow::Missing => return Ok(WrittenNow::Answer(ReplyCode::NotIn)),
+                ReadNow::WouldWait => return Ok(WrittenNow::WouldWait),
             }
         }
         match self.backend.write_without_waiting(key, value) {
@@ -316,6 +322,30 @@ impl DbQueue {
             }
             Err(e) => {
                 self.health.failed(&e, 1);
+                Err(ErrorCode::Db)
+            }
+        }
+    }
+
+    /// Reads `key` on the calling thread when the database has what it
+    /// needs in memory (memtables, block cache), `found` getting the value.
+    /// The caller holds the key's cache stripe with nothing pending on it
+    /// ([`Locked::db_idle`](crate::cache::Locked::db_idle)), so every
+    /// earlier write of the key is in the database, as a worker's read
+    /// would see it. `what` names the request in the log if reading fails.
+    pub fn read_now(
+        &self,
+        key: &[u8],
+        what: &str,
+        found: &mut dyn FnMut(&[u8]),
+    ) -> Result<ReadNow, ErrorCode> {
+        match self.backend.get_without_waiting(key, found) {
+            Ok(Some(true)) => Ok(ReadNow::Found),
+            Ok(Some(false)) => Ok(ReadNow::Missing),
+            Ok(None) => Ok(ReadNow::WouldWait),
+            Err(e) => {
+                log::error!("database {what} failed: {e}");
+                self.health.read_failed();
                 Err(ErrorCode::Db)
             }
         }

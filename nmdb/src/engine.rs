@@ -8,7 +8,7 @@
 //! the queue, which sends them through the [`Link`]'s deferred target.
 
 use crate::cache::{Cache, CasOutcome, IncrOutcome, Locked};
-use crate::dbqueue::{DbOp, DbQueue, Job, Walk, WrittenNow};
+use crate::dbqueue::{DbOp, DbQueue, Job, ReadNow, Walk, WrittenNow};
 use crate::metrics::{Kind, Latency, Timer};
 use crate::reply::{write_answer, Modes, ReplyShape, ReplyTo};
 use crate::stats::Stats;
@@ -338,6 +338,27 @@ impl Engine {
             self.stats.inc(Counter::CacheMisses);
             return out.code(id, ReplyCode::CacheMiss);
         }
+        // With nothing of this stripe queued, the database has every write
+        // of the key: what it holds in memory answers here, sparing the
+        // hand-off to a worker and back.
+        if slot.db_idle() {
+            let fill = self.cache_fill;
+            let read = self.db.read_now(key, "get", &mut |value| {
+                if fill {
+                    slot.fill(key, value);
+                }
+                out.answer(id, Answer::Data(ReplyCode::Ok, value));
+            });
+            match read {
+                Ok(ReadNow::Found) => return self.stats.inc(Counter::DbHits),
+                Ok(ReadNow::Missing) => {
+                    self.stats.inc(Counter::DbMisses);
+                    return out.code(id, ReplyCode::NotIn);
+                }
+                Ok(ReadNow::WouldWait) => {}
+                Err(code) => return out.answer(id, Answer::Error(code)),
+            }
+        }
         if self.queue_refuses(link) {
             return out.answer(id, Answer::Error(ErrorCode::Mem));
         }
@@ -356,7 +377,7 @@ mod tests {
     use crate::dbqueue::{Shared, WriteHealth};
     use crate::groupcommit::Durability;
     use crate::reply::{collected_frames, StreamSend, STREAM_SHAPE};
-    use nmdb_proto::{Reply, FLAGS_SYNC};
+    use nmdb_proto::{Reply, FLAGS_CACHE_ONLY, FLAGS_SYNC};
     use std::time::Duration;
     use tokio::sync::Semaphore;
 
@@ -412,6 +433,16 @@ mod tests {
     /// came at once (`false`: deferred, from the queue or the group
     /// commit).
     fn answer_of(engine: &Engine, req: Request<'_>, flags: u16) -> (ReplyCode, bool) {
+        let (code, _, at_once) = answer_with_data(engine, req, flags);
+        (code, at_once)
+    }
+
+    /// Like [`answer_of`], with the reply's data (empty when it has none).
+    fn answer_with_data(
+        engine: &Engine,
+        req: Request<'_>,
+        flags: u16,
+    ) -> (ReplyCode, Vec<u8>, bool) {
         let (conn, frames) = collected_frames();
         let mut link = TestLink {
             conn,
@@ -431,7 +462,9 @@ mod tests {
             ),
         };
         let reply = Reply::parse(&frame[4..]).unwrap();
-        (reply.reply_code().expect("a reply code"), at_once)
+        let code = reply.reply_code().expect("a reply code");
+        let data = reply.data().map(<[u8]>::to_vec).unwrap_or_default();
+        (code, data, at_once)
     }
 
     #[test]
@@ -480,5 +513,76 @@ mod tests {
             );
             engine.db.shutdown();
         }
+    }
+
+    fn put(key: &[u8], value: &[u8]) -> WriteOp {
+        WriteOp::Put {
+            key: key.to_vec(),
+            value: value.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_cache_miss_the_database_holds_in_memory_is_answered_at_once_and_cached() {
+        let backend = Arc::new(FakeBackend::default());
+        backend.written.lock().push(put(b"k", b"stored"));
+        let engine = engine_on(backend, Durability::Process);
+        let get = Request::Get { key: b"k" };
+        assert_eq!(
+            answer_with_data(&engine, get, 0),
+            (ReplyCode::Ok, b"stored".to_vec(), true)
+        );
+        assert_eq!(
+            answer_with_data(&engine, get, FLAGS_CACHE_ONLY),
+            (ReplyCode::CacheHit, b"stored".to_vec(), true),
+            "the value read is cached"
+        );
+        let missing = Request::Get { key: b"none" };
+        assert_eq!(answer_of(&engine, missing, 0), (ReplyCode::NotIn, true));
+        engine.db.shutdown();
+    }
+
+    #[test]
+    fn a_cache_miss_that_would_read_the_disk_goes_to_the_queue() {
+        let backend = Arc::new(FakeBackend {
+            reads_need_disk: true,
+            ..FakeBackend::default()
+        });
+        backend.written.lock().push(put(b"k", b"stored"));
+        let engine = engine_on(backend, Durability::Process);
+        let get = Request::Get { key: b"k" };
+        assert_eq!(
+            answer_with_data(&engine, get, 0),
+            (ReplyCode::Ok, b"stored".to_vec(), false)
+        );
+        engine.db.shutdown();
+    }
+
+    #[test]
+    fn a_cache_miss_waits_for_the_queued_writes_of_its_stripe() {
+        // The worker takes a while to write: a read made at once, before
+        // the queued SET is applied, would miss it.
+        let backend = Arc::new(FakeBackend {
+            write_time: Duration::from_millis(200),
+            ..FakeBackend::default()
+        });
+        let engine = engine_on(backend, Durability::Process);
+        let set = Request::Set {
+            key: b"k",
+            value: b"new",
+        };
+        assert_eq!(answer_of(&engine, set, 0), (ReplyCode::Ok, true));
+        // Out of the cache only: the next GET misses it.
+        let del = Request::Del { key: b"k" };
+        assert_eq!(
+            answer_of(&engine, del, FLAGS_CACHE_ONLY),
+            (ReplyCode::Ok, true)
+        );
+        let get = Request::Get { key: b"k" };
+        assert_eq!(
+            answer_with_data(&engine, get, 0),
+            (ReplyCode::Ok, b"new".to_vec(), false)
+        );
+        engine.db.shutdown();
     }
 }

@@ -88,11 +88,17 @@ pub trait Backend: Send + Sync {
         self.write(&[WriteOp::new(key, value)]).map(|()| true)
     }
 
-    /// Whether `key` is stored, when that can be told without reading the
-    /// disk; `Ok(None)` when it cannot. For a thread that serves other
-    /// clients, which must not wait for a disk read.
-    fn contains_without_waiting(&self, key: &[u8]) -> BackendResult<Option<bool>> {
-        self.get(key).map(|value| Some(value.is_some()))
+    /// Looks `key` up when that can be done without reading the disk:
+    /// `Ok(Some(true))` after calling `found` with the stored value (still
+    /// borrowed from the engine), `Ok(Some(false))` when it is not stored,
+    /// `Ok(None)` when telling would need a disk read. For a thread that
+    /// serves other clients, which must not wait for the disk.
+    fn get_without_waiting(
+        &self,
+        key: &[u8],
+        found: &mut dyn FnMut(&[u8]),
+    ) -> BackendResult<Option<bool>> {
+        Ok(Some(self.get(key)?.map(|value| found(&value)).is_some()))
     }
 
     /// Some key of the database (the start of a walk), `None` when empty.
@@ -275,13 +281,15 @@ pub(crate) mod conformance {
 #[derive(Default)]
 pub(crate) struct FakeBackend {
     pub written: parking_lot::Mutex<Vec<WriteOp>>,
+    /// How long [`Backend::write`] takes.
+    pub write_time: std::time::Duration,
     /// How long [`Backend::make_durable`] takes.
     pub fsync_time: std::time::Duration,
     /// [`Backend::make_durable`] fails.
     pub fsync_fails: bool,
     /// [`Backend::write_without_waiting`] refuses: a write stall.
     pub stalled: bool,
-    /// [`Backend::contains_without_waiting`] cannot tell without the disk.
+    /// [`Backend::get_without_waiting`] cannot tell without the disk.
     pub reads_need_disk: bool,
     /// Calls of [`Backend::make_durable`] so far.
     pub fsyncs: std::sync::atomic::AtomicUsize,
@@ -289,11 +297,19 @@ pub(crate) struct FakeBackend {
 
 #[cfg(test)]
 impl Backend for FakeBackend {
-    fn get(&self, _: &[u8]) -> BackendResult<Option<Vec<u8>>> {
-        Ok(None)
+    /// The value of the last write of `key`.
+    fn get(&self, key: &[u8]) -> BackendResult<Option<Vec<u8>>> {
+        let written = self.written.lock();
+        let last = written.iter().rev().find_map(|op| match op {
+            WriteOp::Put { key: k, value } if k == key => Some(Some(value.clone())),
+            WriteOp::Delete { key: k } if k == key => Some(None),
+            _ => None,
+        });
+        Ok(last.flatten())
     }
 
     fn write(&self, ops: &[WriteOp]) -> BackendResult<()> {
+        std::thread::sleep(self.write_time);
         self.written.lock().extend_from_slice(ops);
         Ok(())
     }
@@ -315,11 +331,15 @@ impl Backend for FakeBackend {
         self.write(&[WriteOp::new(key, value)]).map(|()| true)
     }
 
-    fn contains_without_waiting(&self, key: &[u8]) -> BackendResult<Option<bool>> {
+    fn get_without_waiting(
+        &self,
+        key: &[u8],
+        found: &mut dyn FnMut(&[u8]),
+    ) -> BackendResult<Option<bool>> {
         if self.reads_need_disk {
             return Ok(None);
         }
-        self.get(key).map(|value| Some(value.is_some()))
+        Ok(Some(self.get(key)?.map(|value| found(&value)).is_some()))
     }
 
     fn first_key(&self) -> BackendResult<Option<Vec<u8>>> {
