@@ -30,6 +30,8 @@ pub mod defaults {
     pub const IDLE_TIMEOUT_SECS: u64 = 0;
     /// Bytes the database queue may hold, in MiB.
     pub const DB_QUEUE_MIB: usize = 64;
+    /// Unread replies all TCP connections may hold together, in MiB.
+    pub const REPLY_BUFFER_MIB: usize = 256;
     /// When synchronous writes are answered.
     pub const DURABILITY: &str = "disk";
 }
@@ -117,6 +119,11 @@ struct Args {
     /// Memory for requests queued for the database, in MiB
     #[arg(long = "db-queue-mib", value_name = "mib", default_value_t = defaults::DB_QUEUE_MIB)]
     db_queue_mib: usize,
+    /// Memory for replies TCP clients have not read yet, all connections
+    /// together, in MiB; past it, connections whose clients stopped
+    /// reading are closed
+    #[arg(long = "reply-buffer-mib", value_name = "mib", default_value_t = defaults::REPLY_BUFFER_MIB)]
+    reply_buffer_mib: usize,
     /// Serve Prometheus metrics over HTTP at http://addr:port/metrics (off
     /// unless given)
     #[arg(long = "metrics", value_name = "addr:port")]
@@ -160,9 +167,22 @@ pub struct Config {
     pub idle_timeout: Option<std::time::Duration>,
     /// Bytes the database queue may hold before clients are slowed down.
     pub db_queue_bytes: usize,
+    /// Bytes of unread replies all TCP connections may hold together.
+    pub reply_buffer_bytes: usize,
     /// Where to serve the Prometheus metrics (`None`: nowhere).
     pub metrics: Option<SocketAddr>,
     pub durability: Durability,
+}
+
+/// Bytes of a size option given in MiB, which must be at least one.
+fn mib(option: &str, value: usize) -> Result<usize, String> {
+    match value.checked_mul(1 << 20) {
+        Some(bytes) if bytes > 0 => Ok(bytes),
+        _ => Err(format!(
+            "{option} {value} is out of range (1 to {})",
+            usize::MAX >> 20
+        )),
+    }
 }
 
 fn resolve(host: &str, what: &str) -> Result<IpAddr, String> {
@@ -276,16 +296,8 @@ impl Config {
         if a.max_connections == 0 {
             return Err(invalid("--max-connections must be at least 1".into()));
         }
-        let db_queue_bytes = match a.db_queue_mib.checked_mul(1 << 20) {
-            Some(bytes) if bytes > 0 => bytes,
-            _ => {
-                return Err(invalid(format!(
-                    "--db-queue-mib {} is out of range (1 to {})",
-                    a.db_queue_mib,
-                    usize::MAX >> 20
-                )))
-            }
-        };
+        let db_queue_bytes = mib("--db-queue-mib", a.db_queue_mib).map_err(invalid)?;
+        let reply_buffer_bytes = mib("--reply-buffer-mib", a.reply_buffer_mib).map_err(invalid)?;
         let metrics = a
             .metrics
             .as_deref()
@@ -312,6 +324,7 @@ impl Config {
             idle_timeout: (a.idle_timeout > 0)
                 .then(|| std::time::Duration::from_secs(a.idle_timeout)),
             db_queue_bytes,
+            reply_buffer_bytes,
             metrics,
             durability,
         })
@@ -431,6 +444,7 @@ mod tests {
         assert_eq!(c.max_connections, 10_000);
         assert_eq!(c.idle_timeout, None);
         assert_eq!(c.db_queue_bytes, 64 << 20);
+        assert_eq!(c.reply_buffer_bytes, 256 << 20);
         let c = parse(&[
             "--max-connections",
             "5",
@@ -438,12 +452,20 @@ mod tests {
             "30",
             "--db-queue-mib",
             "2",
+            "--reply-buffer-mib",
+            "3",
         ])
         .unwrap();
         assert_eq!(c.max_connections, 5);
         assert_eq!(c.idle_timeout, Some(std::time::Duration::from_secs(30)));
         assert_eq!(c.db_queue_bytes, 2 << 20);
-        for bad in [["--max-connections", "0"], ["--db-queue-mib", "0"]] {
+        assert_eq!(c.reply_buffer_bytes, 3 << 20);
+        for bad in [
+            ["--max-connections", "0"],
+            ["--db-queue-mib", "0"],
+            ["--reply-buffer-mib", "0"],
+            ["--reply-buffer-mib", "18446744073709551615"],
+        ] {
             assert!(parse(&bad).is_err(), "{bad:?}");
         }
     }

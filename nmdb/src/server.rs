@@ -157,6 +157,7 @@ impl Server {
             tcp_limits: Arc::new(tcp::Limits::new(
                 connection_limit(cfg.max_connections),
                 cfg.idle_timeout,
+                cfg.reply_buffer_bytes,
             )),
         };
         if let Err(e) = server

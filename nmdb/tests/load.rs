@@ -124,6 +124,76 @@ fn clients_that_never_read_database_answers_hold_bounded_memory_and_stall_nobody
     server.stop();
 }
 
+/// Reads `s` until the server ends it, at most `cap` bytes: true when it
+/// ended first (end of stream or reset), false when `cap` bytes came.
+fn ended_within(s: &mut TcpStream, cap: usize) -> bool {
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0;
+    while got < cap {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("neither data nor an end after {got} bytes")
+            }
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[test]
+fn clients_that_stop_reading_are_closed_once_unread_replies_pass_the_limit() {
+    let dir = TempDir::new("unread-limit");
+    let mut server = TestServer::start(&dir, &["--no-udp", "--reply-buffer-mib", "4"]);
+    let value = vec![0x6b; 60_000];
+    let set = Request::Set {
+        key: b"big",
+        value: &value,
+    };
+    let mut good = server.tcp_client();
+    assert_eq!(
+        code(&good.call(&msg(set, 1, FLAGS_CACHE_ONLY))),
+        ReplyCode::Ok
+    );
+    let rss_before = server.memory("VmRSS");
+    // 100 clients each ask for 66 MB of replies and read none: alone, each
+    // would hold up to about 0.5 MiB of them in the server.
+    let get = Request::Get { key: b"big" };
+    let one = framed(get, 2, FLAGS_CACHE_ONLY);
+    let requests: Vec<u8> = one.iter().copied().cycle().take(one.len() * 1100).collect();
+    let mut hogs: Vec<TcpStream> = (0..100)
+        .map(|_| write_without_reading(server.tcp, &requests, Duration::from_millis(500)))
+        .collect();
+    server.wait_for_log_prefix("unread tcp replies hold", 1);
+
+    // A client that reads keeps its connection, even asking for three
+    // times the limit at once.
+    for id in 0..200 {
+        good.send(&msg(get, id, FLAGS_CACHE_ONLY));
+    }
+    for _ in 0..200 {
+        assert_eq!(Reply::parse(&good.recv()).unwrap().data().unwrap(), value);
+    }
+
+    // Those that read nothing are closed once over the limit, until what
+    // the others hold is under it: most of them.
+    let closed = hogs
+        .iter_mut()
+        .filter_map(|hog| ended_within(hog, 4 << 20).then_some(()))
+        .count();
+    assert!(closed >= 50, "only {closed} of 100 non-readers were closed");
+    let grown = server.memory("VmHWM").saturating_sub(rss_before);
+    assert!(
+        grown <= 32 * MIB,
+        "100 non-reading clients grew the server by {} MiB",
+        grown / MIB
+    );
+    server.stop();
+}
+
 #[test]
 fn a_write_flood_is_held_to_the_queue_budget_and_every_acknowledged_write_is_kept() {
     let dir = TempDir::new("flood");

@@ -9,7 +9,7 @@ mod support;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
-use support::{log_message, msg, nmdb_bin, TempDir, TestServer, LOOPBACK, PATIENCE};
+use support::{framed, log_message, msg, nmdb_bin, TempDir, TestServer, LOOPBACK, PATIENCE};
 
 const MAN: &str = include_str!("../../man/nmdb.1");
 
@@ -230,6 +230,48 @@ fn connections_over_the_limit_are_counted_as_refused() {
     assert_eq!(sample(&text, "nmdb_tcp_connections_max"), 1);
     assert_eq!(sample(&text, "nmdb_tcp_connections_refused_total"), 2);
     drop(held);
+    server.stop();
+}
+
+/// Scrapes until `ok` holds for the sample `name`; its last value.
+fn sample_until(addr: SocketAddr, name: &str, ok: impl Fn(u64) -> bool) -> u64 {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let value = sample(&scrape(addr), name);
+        if ok(value) || std::time::Instant::now() > deadline {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn unread_replies_are_gauged_and_the_connections_closed_for_them_counted() {
+    use nmdb_proto::{Request, FLAGS_CACHE_ONLY};
+    let dir = TempDir::new("metrics-unread");
+    let (server, addr) = start_with(&dir, &["--reply-buffer-mib", "1"]);
+    let value = vec![0x6b; 60_000];
+    let set = Request::Set {
+        key: b"big",
+        value: &value,
+    };
+    server.tcp_client().call(&msg(set, 1, FLAGS_CACHE_ONLY));
+    let get = framed(Request::Get { key: b"big" }, 2, FLAGS_CACHE_ONLY);
+    let requests = get.repeat(1100);
+    // Clients asking for 66 MB of replies each, reading none.
+    let hogs: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.tcp).unwrap();
+            s.write_all(&requests).unwrap();
+            s
+        })
+        .collect();
+    let closed = "nmdb_tcp_connections_closed_unread_total";
+    assert!(sample_until(addr, closed, |n| n > 0) > 0, "none closed");
+    // Once every one of them is gone, nothing is held for them.
+    drop(hogs);
+    let held = "nmdb_tcp_unread_reply_bytes";
+    assert_eq!(sample_until(addr, held, |n| n == 0), 0);
     server.stop();
 }
 

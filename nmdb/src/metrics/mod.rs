@@ -237,6 +237,21 @@ impl Collector for Sources {
             "TCP connections closed at once for being over --max-connections.",
             as_u64(self.tcp.refused_connections()),
         )?;
+        scalar(
+            e,
+            Gauge,
+            "tcp_unread_reply_bytes",
+            "Replies waiting for TCP clients to read them (limit: --reply-buffer-mib).",
+            as_u64(self.tcp.unsent.held()),
+        )?;
+        scalar(
+            e,
+            Counter,
+            "tcp_connections_closed_unread",
+            "TCP connections closed because their clients stopped reading while \
+             unread replies were over --reply-buffer-mib.",
+            as_u64(self.tcp.unsent.closed_connections()),
+        )?;
 
         for g in self.backend.gauges() {
             scalar(e, Gauge, g.name, g.help, g.value)?;

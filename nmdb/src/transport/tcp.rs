@@ -21,6 +21,12 @@
 //!   unsent replies therefore stay under
 //!   `2 × REPLY_FLUSH_BYTES` + `MAX_IN_FLIGHT` largest replies (about
 //!   2.5 MiB).
+//! - unread replies, all connections together: what the sockets have not
+//!   taken is counted in [`UnsentReplies`]. Past its limit
+//!   (`--reply-buffer-mib`), a connection whose client has taken nothing
+//!   for [`STALL_GRACE`] while replies wait is closed, so clients that stop
+//!   reading cannot together hold more than the limit for long, however
+//!   many connections they open; a client that reads keeps its connection.
 //! - the database queue: when it is over its byte budget, the connection
 //!   that queues more stops reading until the queue drains; no other
 //!   connection waits, and no cache stripe is held meanwhile.
@@ -48,15 +54,136 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 pub const MAX_IN_FLIGHT: usize = 32;
 /// Immediate answers buffered before they are written, mid-read.
 pub const REPLY_FLUSH_BYTES: usize = 256 * 1024;
+/// The same while unread replies are over their limit: a client that is
+/// not reading then adds little before its reader stops.
+const REPLY_FLUSH_BYTES_OVER: usize = 16 * 1024;
+/// A buffer emptied with more capacity than this gives it back, so that
+/// a burst does not stay resident in every connection that had one.
+const KEPT_CAPACITY: usize = 64 * 1024;
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 64 * 1024;
+/// How long a client may take nothing of its replies, while unread
+/// replies are over their limit, before its connection is closed.
+pub const STALL_GRACE: Duration = Duration::from_secs(1);
+
+/// Why a connection's replies can go no further.
+#[derive(Debug)]
+enum Stalled {
+    Failed(io::Error),
+    /// Its client took nothing for [`STALL_GRACE`] while unread replies
+    /// were over their limit.
+    NotReading,
+}
+
+/// Replies waiting in connections' buffers because their sockets are full
+/// (their clients are not reading), counted across all connections.
+#[derive(Debug)]
+pub struct UnsentReplies {
+    limit: usize,
+    held: AtomicUsize,
+    /// Woken when `held` goes over `limit`: connections whose clients have
+    /// stalled check whether they must close.
+    over: Notify,
+    /// Connections closed for it, for the metrics.
+    closed: AtomicUsize,
+    closed_log: EverySecond,
+}
+
+impl UnsentReplies {
+    pub fn new(limit: usize) -> Self {
+        UnsentReplies {
+            limit,
+            held: AtomicUsize::new(0),
+            over: Notify::new(),
+            closed: AtomicUsize::new(0),
+            closed_log: EverySecond::default(),
+        }
+    }
+
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Connections closed because their clients did not read while the
+    /// limit was passed.
+    pub fn closed_connections(&self) -> usize {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    fn is_over(&self) -> bool {
+        self.held() > self.limit
+    }
+
+    /// Answers a reader gathers before writing them: fewer while over the
+    /// limit.
+    fn flush_bytes(&self) -> usize {
+        match self.is_over() {
+            true => REPLY_FLUSH_BYTES_OVER,
+            false => REPLY_FLUSH_BYTES,
+        }
+    }
+
+    fn add(&self, bytes: usize) {
+        let before = self.held.fetch_add(bytes, Ordering::Relaxed);
+        if before <= self.limit && before + bytes > self.limit {
+            self.over.notify_waiters();
+        }
+    }
+
+    fn remove(&self, bytes: usize) {
+        self.held.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Waits until `stream` takes more bytes; why the connection must close
+    /// otherwise: it failed, or its client has taken nothing for
+    /// [`STALL_GRACE`] while over the limit.
+    async fn wait_for_reader(&self, stream: &TcpStream) -> Result<(), Stalled> {
+        let stalled_at = tokio::time::Instant::now();
+        loop {
+            let over = self.over.notified();
+            tokio::pin!(over);
+            // Registered before the check, so a crossing in between is
+            // not missed.
+            over.as_mut().enable();
+            if self.is_over() {
+                let deadline = stalled_at + STALL_GRACE;
+                tokio::select! {
+                    ready = stream.writable() => return ready.map_err(Stalled::Failed),
+                    () = tokio::time::sleep_until(deadline) => {}
+                }
+                if self.is_over() {
+                    self.closed.fetch_add(1, Ordering::Relaxed);
+                    if self.closed_log.ready() {
+                        log::warn!(
+                            "unread tcp replies hold {} bytes (limit {}, --reply-buffer-mib): \
+                             closing connections whose clients stopped reading",
+                            self.held(),
+                            self.limit
+                        );
+                    }
+                    return Err(Stalled::NotReading);
+                }
+            } else {
+                tokio::select! {
+                    ready = stream.writable() => return ready.map_err(Stalled::Failed),
+                    () = &mut over => {}
+                }
+            }
+        }
+    }
+}
 
 /// Connection limits, shared by the accept loop and its connections.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Limits {
     pub max_connections: usize,
     /// Close connections idle this long (`None`: never).
     pub idle_timeout: Option<Duration>,
+    pub unsent: Arc<UnsentReplies>,
     /// Connections open now.
     open: AtomicUsize,
     /// Connections closed at once for being over `max_connections` (for
@@ -66,11 +193,18 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn new(max_connections: usize, idle_timeout: Option<Duration>) -> Self {
+    pub fn new(
+        max_connections: usize,
+        idle_timeout: Option<Duration>,
+        unsent_reply_bytes: usize,
+    ) -> Self {
         Limits {
             max_connections,
             idle_timeout,
-            ..Limits::default()
+            unsent: Arc::new(UnsentReplies::new(unsent_reply_bytes)),
+            open: AtomicUsize::new(0),
+            refused: AtomicUsize::new(0),
+            refused_log: EverySecond::default(),
         }
     }
 
@@ -176,6 +310,8 @@ struct Outgoing {
 struct Connection {
     stream: TcpStream,
     out: parking_lot::Mutex<Outgoing>,
+    /// Where `out.pending` is counted.
+    unsent: Arc<UnsentReplies>,
     /// Wakes the writer task: bytes wait in `pending`.
     has_pending: Notify,
     /// Wakes those waiting for `pending` to shrink, or for the connection
@@ -209,6 +345,7 @@ impl Connection {
         }
         let wake_writer = out.pending.is_empty();
         out.pending.extend_from_slice(&bytes[sent..]);
+        self.unsent.add(bytes.len() - sent);
         out.held.extend(slot);
         drop(out);
         if wake_writer {
@@ -220,6 +357,7 @@ impl Connection {
     fn break_off(&self, out: &mut Outgoing, why: &str) -> bool {
         log::debug!("closing tcp connection: write failed: {why}");
         out.broken = true;
+        self.unsent.remove(out.pending.len());
         out.pending = Vec::new();
         out.held.clear();
         self.has_pending.notify_one();
@@ -248,8 +386,13 @@ impl Connection {
     }
 
     /// `Some(false)` once broken, `Some(true)` with fewer than `limit`
-    /// bytes unsent, `None` while more wait.
+    /// bytes unsent, `None` while more wait. While unread replies are over
+    /// their limit, only a connection with nothing unsent goes on.
     fn pending_below(&self, limit: usize) -> Option<bool> {
+        let limit = match self.unsent.is_over() {
+            true => 1,
+            false => limit,
+        };
         let out = self.out.lock();
         if out.broken {
             Some(false)
@@ -264,13 +407,13 @@ impl Connection {
         self.out.lock().broken
     }
 
-    /// Shuts the sending side down: the client reads end of stream once it
-    /// has every reply.
-    fn shut_down_sending(&self) {
+    /// Shuts the socket down in direction `how` (`SHUT_WR`: the client
+    /// reads end of stream once it has every reply).
+    fn shut_down(&self, how: libc::c_int) {
         use std::os::fd::AsRawFd;
         // SAFETY: shutdown takes the descriptor the stream owns and keeps
         // open; it changes no memory.
-        unsafe { libc::shutdown(self.stream.as_raw_fd(), libc::SHUT_WR) };
+        unsafe { libc::shutdown(self.stream.as_raw_fd(), how) };
     }
 }
 
@@ -308,8 +451,10 @@ async fn write_pending(conn: Arc<Connection>) {
                 match write_what_fits(&conn.stream, &out.pending) {
                     Ok(n) => {
                         out.pending.drain(..n);
+                        conn.unsent.remove(n);
                         if out.pending.is_empty() {
                             out.held.clear();
+                            release_if_large(&mut out.pending);
                         }
                         (n, out.pending.is_empty())
                     }
@@ -322,9 +467,19 @@ async fn write_pending(conn: Arc<Connection>) {
             if written > 0 {
                 conn.sent.notify_waiters();
             }
-            if !all {
-                if let Err(e) = conn.stream.writable().await {
+            if all {
+                continue;
+            }
+            match conn.unsent.wait_for_reader(&conn.stream).await {
+                Ok(()) => {}
+                Err(Stalled::Failed(e)) => {
                     conn.break_off(&mut conn.out.lock(), &e.to_string());
+                    return;
+                }
+                Err(Stalled::NotReading) => {
+                    conn.break_off(&mut conn.out.lock(), "its client stopped reading");
+                    // Its reader may be waiting for requests: it ends too.
+                    conn.shut_down(libc::SHUT_RDWR);
                     return;
                 }
             }
@@ -412,6 +567,7 @@ async fn serve_connection(stream: TcpStream, engine: Arc<Engine>, open: OpenConn
     let conn = Arc::new(Connection {
         stream,
         out: parking_lot::Mutex::new(Outgoing::default()),
+        unsent: open.0.unsent.clone(),
         has_pending: Notify::new(),
         sent: Notify::new(),
     });
@@ -485,7 +641,7 @@ async fn serve_connection(stream: TcpStream, engine: Arc<Engine>, open: OpenConn
             }
             // Replies past the threshold go out before more requests are
             // taken: a client that does not read stalls here, on its own.
-            if out.len() >= REPLY_FLUSH_BYTES
+            if out.len() >= conn.unsent.flush_bytes()
                 && !(send(&conn, &mut out) && conn.wait_for_pending_below(REPLY_FLUSH_BYTES).await)
             {
                 break 'conn;
@@ -512,7 +668,7 @@ async fn serve_connection(stream: TcpStream, engine: Arc<Engine>, open: OpenConn
     drop(slot);
     let all = MAX_IN_FLIGHT as u32;
     if slots.acquire_many(all).await.is_ok() && conn.wait_for_pending_below(1).await {
-        conn.shut_down_sending();
+        conn.shut_down(libc::SHUT_WR);
     }
     writer.abort();
     drop(open);
@@ -526,5 +682,13 @@ fn send(conn: &Connection, out: &mut Vec<u8>) -> bool {
     }
     let ok = conn.send(out, None);
     out.clear();
+    release_if_large(out);
     ok
+}
+
+/// Frees the memory of an empty buffer grown past [`KEPT_CAPACITY`].
+fn release_if_large(buf: &mut Vec<u8>) {
+    if buf.capacity() > KEPT_CAPACITY {
+        *buf = Vec::new();
+    }
 }
