@@ -8,7 +8,11 @@
 //!    reading their replies, for 1.5 x `--seconds`: SETs acknowledged and
 //!    written per second, memory growth; once alone, once with a
 //!    cache-only client beside them, whose latency is reported.
-//! 3. 5000 TCP connections opened at once from 8 threads: the time until
+//! 3. 1000 TCP clients each sending 1100 GETs of a 60 KB value at once and
+//!    reading none, for `--seconds`: the server's peak memory growth (what
+//!    `--reply-buffer-mib` bounds), how many of them it closed, and a
+//!    well-behaved client's GET latency beside them.
+//! 4. 5000 TCP connections opened at once from 8 threads: the time until
 //!    every one has been answered.
 //!
 //! Usage: nmdb-overload [--nmdb PATH] [--seconds N]
@@ -129,6 +133,61 @@ fn non_readers(bin: &Path, secs: u64) {
     );
     println!(
         "non-readers: 8 clients, {secs} s: memory +{} MiB",
+        grown / MIB
+    );
+    println!("  a well-behaved GET client beside them: {}", summary(l));
+}
+
+/// True when the server has closed `s`: a non-blocking read finds the
+/// end of stream or a reset (data still in the socket counts as open).
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 1 << 16];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            // Replies sent before the close: read on to its end.
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+fn many_non_readers(bin: &Path, secs: u64, clients: usize) {
+    let server = BenchServer::start(bin, "overload-many-noread", false);
+    let value = vec![0x6b; 60_000];
+    let mut c = TcpStream::connect(server.tcp).unwrap();
+    let set = Request::Set {
+        key: b"big",
+        value: &value,
+    };
+    c.write_all(&framed(set, 1, FLAGS_CACHE_ONLY)).unwrap();
+    read_frame(&mut c, &mut Vec::new());
+    let before = server.memory("VmRSS");
+    let get = framed(Request::Get { key: b"big" }, 2, FLAGS_CACHE_ONLY);
+    // 22 KB of requests: the sockets take them whole, whatever the server
+    // does with them.
+    let requests = get.repeat(1100);
+    let mut hogs: Vec<TcpStream> = (0..clients)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.tcp).unwrap();
+            s.write_all(&requests).unwrap();
+            s
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let good = {
+        let (stop, addr) = (stop.clone(), server.tcp);
+        std::thread::spawn(move || latencies(addr, stop, get))
+    };
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    let l = good.join().unwrap();
+    let grown = server.memory("VmHWM").saturating_sub(before);
+    let closed = hogs.iter_mut().map(closed_by_server).filter(|&c| c).count();
+    println!(
+        "many non-readers: {clients} clients, {secs} s: memory +{} MiB, {closed} closed by the server",
         grown / MIB
     );
     println!("  a well-behaved GET client beside them: {}", summary(l));
@@ -266,6 +325,7 @@ fn main() {
     }
     println!("server: {}", bin.display());
     non_readers(&bin, secs);
+    many_non_readers(&bin, secs, 1000);
     write_flood(&bin, secs * 3 / 2, false);
     write_flood(&bin, secs * 3 / 2, true);
     burst(&bin);
