@@ -168,6 +168,65 @@ fn sync_writes_survive_kill_9(durability: &str) {
     server.stop();
 }
 
+#[test]
+fn changes_written_over_a_recycled_database_log_survive_kill_9() {
+    // 60 KB values until RocksDB reuses a log it no longer needs: its tail
+    // then holds older records, which a recovery must not replay.
+    let dir = TempDir::new("kill9-recycled");
+    let mut server = TestServer::start(&dir, &[]);
+    let mut c = server.tcp_client();
+    let value = vec![0x5a; 60_000];
+    let mut written = 0u32;
+    while !std::fs::read_to_string(dir.path().join("db/LOG"))
+        .unwrap()
+        .contains("from recycle list")
+    {
+        for _ in 0..500 {
+            c.send(&set(format!("fill-{written}").as_bytes(), &value, 0));
+            written += 1;
+        }
+        for _ in 0..500 {
+            assert_eq!(code(&c.recv()), ReplyCode::Ok);
+        }
+        assert!(written < 20_000, "no log was recycled after {written} SETs");
+    }
+    // Every one of them deleted, a few keys changed; then killed.
+    for i in 0..written {
+        c.send(&del(format!("fill-{i}").as_bytes(), FLAGS_SYNC));
+    }
+    for i in 0..written {
+        assert_eq!(code(&c.recv()), ReplyCode::Ok, "del fill-{i}");
+    }
+    for i in 0..100u32 {
+        let reply = c.call(&set(
+            format!("kept-{i}").as_bytes(),
+            &i.to_be_bytes(),
+            FLAGS_SYNC,
+        ));
+        assert_eq!(code(&reply), ReplyCode::Ok);
+    }
+    server.kill9();
+    server = TestServer::start(&dir, &[]);
+    let mut c = server.tcp_client();
+    for i in 0..written {
+        let key = format!("fill-{i}");
+        assert_eq!(
+            code(&c.call(&get(key.as_bytes(), 0))),
+            ReplyCode::NotIn,
+            "{key} is back"
+        );
+    }
+    for i in 0..100u32 {
+        let key = format!("kept-{i}");
+        assert_eq!(
+            data(&c.call(&get(key.as_bytes(), 0))),
+            i.to_be_bytes(),
+            "{key} lost"
+        );
+    }
+    server.stop();
+}
+
 /// Synchronous writes skip the queue only when nothing is pending on
 /// their keys' stripes; pipelined behind queued writes of the same keys
 /// they queue, and the database ends with the last write of each key.

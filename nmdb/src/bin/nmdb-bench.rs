@@ -5,7 +5,7 @@
 //!                   [--only TEXT]
 //!
 //! `--only` runs just the request cases whose name contains TEXT (e.g.
-//! "tcp sync"), or just the `memory` or `metrics` section.
+//! "tcp sync"), or just the `recycled`, `memory` or `metrics` section.
 //!
 //! 1. Disk: a loop of 128-byte appends, each followed by `fdatasync`, in
 //!    the directory the server's database is in: what making one write
@@ -19,9 +19,13 @@
 //!    round does not decide the figure. Synchronous writes at the default
 //!    durability are also set against their own limit, one fdatasync plus
 //!    one round trip, and their 8-client rate against the 1-client one.
-//! 3. Memory: the server's RSS growth per cached object with the default
+//! 3. Recycled log: synchronous writes once RocksDB writes its log over a
+//!    recycled file (a server that has taken its first ~130 MB of writes),
+//!    against the limits from fdatasync of appends and of overwrites in
+//!    place.
+//! 4. Memory: the server's RSS growth per cached object with the default
 //!    cache full, for 16-byte keys with 100-byte and 1 KB values.
-//! 4. Metrics: cache-only requests with `--metrics` on and off.
+//! 5. Metrics: cache-only requests with `--metrics` on and off.
 //!
 //! Pin it to one CPU (`taskset -c 0`, as `make bench` does) on a VM that
 //! idles CPUs: a wake-up on the other, idle CPU costs more than a request.
@@ -261,13 +265,26 @@ fn side_by_side(
     (median(sa), median(sb))
 }
 
-/// Time per 128-byte append + fdatasync in `dir`, the median of 5 runs.
-/// The file's blocks are allocated beforehand without changing its size,
-/// as RocksDB does for its log, so each fdatasync writes the data and the
-/// new length, not a block allocation.
-fn fdatasync_time(dir: &Path, count: usize) -> Duration {
+/// How [`fdatasync_time`] writes its records.
+#[derive(Clone, Copy, PartialEq)]
+enum Probe {
+    /// At the end of the file, into blocks allocated beforehand without
+    /// changing its size, as RocksDB does for a new log: each fdatasync
+    /// writes the data and the new length.
+    Append,
+    /// Over records already on disk, as in a recycled log: each fdatasync
+    /// writes the data alone.
+    Overwrite,
+}
+
+/// Time per 128-byte write + fdatasync in `dir`, the median of 5 runs.
+fn fdatasync_time(dir: &Path, count: usize, probe: Probe) -> Duration {
+    use std::io::{Seek, SeekFrom};
     use std::os::unix::io::AsRawFd;
     let path = dir.join("fdatasync-probe");
+    let record = [0x5a_u8; 128];
+    // SAFETY: fdatasync on a descriptor this function owns.
+    let fdatasync = |f: &std::fs::File| assert_eq!(unsafe { libc::fdatasync(f.as_raw_fd()) }, 0);
     let mut runs: Vec<Duration> = (0..5)
         .map(|_| {
             let mut f = std::fs::OpenOptions::new()
@@ -276,16 +293,24 @@ fn fdatasync_time(dir: &Path, count: usize) -> Duration {
                 .write(true)
                 .open(&path)
                 .unwrap();
-            // SAFETY: fallocate on a descriptor this function owns.
-            let preallocated =
-                unsafe { libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, 1 << 20) };
-            assert_eq!(preallocated, 0, "fallocate in {}", dir.display());
-            let record = [0x5a_u8; 128];
+            match probe {
+                Probe::Append => {
+                    // SAFETY: fallocate on a descriptor this function owns.
+                    let preallocated = unsafe {
+                        libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, 1 << 20)
+                    };
+                    assert_eq!(preallocated, 0, "fallocate in {}", dir.display());
+                }
+                Probe::Overwrite => {
+                    f.write_all(&record.repeat(count)).unwrap();
+                    fdatasync(&f);
+                    f.seek(SeekFrom::Start(0)).unwrap();
+                }
+            }
             let start = Instant::now();
             for _ in 0..count {
                 f.write_all(&record).unwrap();
-                // SAFETY: fdatasync on a descriptor this function owns.
-                assert_eq!(unsafe { libc::fdatasync(f.as_raw_fd()) }, 0);
+                fdatasync(&f);
             }
             start.elapsed() / count as u32
         })
@@ -482,7 +507,7 @@ fn requests(o: &Options) {
                     };
                     let before = commits();
                     let probe = || match mode {
-                        Mode::SyncDisk => fdatasync_time(&probe_dir, 100),
+                        Mode::SyncDisk => fdatasync_time(&probe_dir, 100, Probe::Append),
                         _ => Duration::ZERO,
                     };
                     let probe_before = probe();
@@ -549,6 +574,115 @@ fn requests(o: &Options) {
             many_rate,
             scaling,
             group
+        );
+    }
+}
+
+/// 60 KB SETs written before [`recycled_log`] measures, at most.
+const FILL_SETS: usize = 4000;
+
+/// Synchronous SETs on a server whose RocksDB has recycled a log: 60 KB
+/// SETs are written until its LOG says a log was reused.
+fn recycled_log(o: &Options) {
+    let probe_dir = std::env::temp_dir();
+    let server = BenchServer::start_with(
+        o.bin.as_ref(),
+        "bench-recycled",
+        true,
+        &["--metrics", "127.0.0.1:0"],
+    );
+    let rocksdb_log = server.db_dir().join("LOG");
+    let recycled = || {
+        std::fs::read_to_string(&rocksdb_log)
+            .unwrap_or_default()
+            .contains("from recycle list")
+    };
+    let value = vec![0x5a_u8; 60_000];
+    // 64 MB memtables: a log is recycled at the second switch, after
+    // about 130 MB (a server that does not recycle writes them all).
+    let mut written = 0;
+    while written < FILL_SETS && !recycled() {
+        let fill = (written..written + 500).map(|i| {
+            let key = format!("fill-{i}");
+            let set = Request::Set {
+                key: key.as_bytes(),
+                value: &value,
+            };
+            message(Transport::Tcp, set, 0)
+        });
+        pipeline(server.tcp, fill, |r| {
+            assert_eq!(r.reply_code(), Some(ReplyCode::Ok))
+        });
+        written += 500;
+    }
+    let echo = EchoServer::start();
+    println!(
+        "== sync writes at --durability disk after {} MB of SETs (log recycled: {}): \
+         limits from fdatasync of 128-byte appends and of overwrites in place, in {}",
+        written * value.len() / 1_000_000,
+        if recycled() { "yes" } else { "no" },
+        probe_dir.display()
+    );
+    println!(
+        "{:<14} {:>9} {:>10} {:>9} {:>6} {:>10} {:>9} {:>6}   {:>9} {:>8} {:>14}",
+        "case",
+        "1 client",
+        "append",
+        "limit",
+        "ratio",
+        "overwrite",
+        "limit",
+        "ratio",
+        format!("{} clients", o.clients),
+        "scaling",
+        "requests/fsync"
+    );
+    for t in [Transport::Tcp, Transport::Udp] {
+        let (addr, echo_addr) = match t {
+            Transport::Tcp => (server.tcp, echo.tcp),
+            Transport::Udp => (server.udp.expect("started with UDP"), echo.udp),
+        };
+        let nmdb = Target {
+            addr,
+            pid: server.pid(),
+        };
+        let echo = Target {
+            addr: echo_addr,
+            pid: echo.child.id(),
+        };
+        let make = move |c: usize, i: usize| request(t, Mode::SyncDisk, "set", c, i);
+        let ops = (o.ops / 10).max(100);
+        let probes =
+            || [Probe::Append, Probe::Overwrite].map(|p| fdatasync_time(&probe_dir, 100, p));
+        let before = probes();
+        let (one, echo_one) = side_by_side(t, (nmdb, echo), 1, ops, o.rounds, &make);
+        let after = probes();
+        let commits = || {
+            (
+                server.metric("nmdb_db_fsyncs_total"),
+                server.metric("nmdb_db_fsync_requests_total"),
+            )
+        };
+        let (f0, r0) = commits();
+        let (many, _) = side_by_side(t, (nmdb, echo), o.clients, ops, o.rounds, &make);
+        let (f1, r1) = commits();
+        let [append, overwrite] = [0, 1].map(|k| (before[k] + after[k]) / 2);
+        let limit = |fsync: Duration| 1.0 / (fsync.as_secs_f64() + 1.0 / echo_one.ops_per_sec);
+        let [(append_us, append_limit), (overwrite_us, overwrite_limit)] =
+            [append, overwrite].map(|fsync| (fsync.as_secs_f64() * 1e6, limit(fsync)));
+        println!(
+            "{:<14} {:>9.0} {:>7.0} µs {:>9.0} {:>5.0}% {:>7.0} µs {:>9.0} {:>5.0}%   {:>9.0} {:>7.1}× {:>14.1}",
+            format!("{} sync set", t.name()),
+            one.ops_per_sec,
+            append_us,
+            append_limit,
+            100.0 * one.ops_per_sec / append_limit,
+            overwrite_us,
+            overwrite_limit,
+            100.0 * one.ops_per_sec / overwrite_limit,
+            many.ops_per_sec,
+            many.ops_per_sec / one.ops_per_sec,
+            if f1 > f0 { (r1 - r0) / (f1 - f0) } else { 0.0 },
         );
     }
 }
@@ -695,10 +829,14 @@ fn main() {
         o.ops, o.rounds
     );
     let section = |name: &str| o.only.as_deref().is_none_or(|only| only == name);
-    let requests_wanted = !matches!(o.only.as_deref(), Some("memory" | "metrics"));
+    let requests_wanted = !matches!(o.only.as_deref(), Some("recycled" | "memory" | "metrics"));
     if requests_wanted {
         println!();
         requests(&o);
+    }
+    if section("recycled") {
+        println!();
+        recycled_log(&o);
     }
     if section("memory") {
         println!();

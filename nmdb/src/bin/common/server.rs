@@ -71,6 +71,12 @@ impl BenchServer {
         }
     }
 
+    /// The server's database directory.
+    #[allow(dead_code)] // nmdb-overload does not look into it
+    pub fn db_dir(&self) -> PathBuf {
+        self.dir.join("db")
+    }
+
     /// A counter or gauge from the server's `/metrics` (started with
     /// `--metrics`).
     #[allow(dead_code)] // nmdb-overload does not scrape
