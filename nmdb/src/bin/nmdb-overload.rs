@@ -67,6 +67,23 @@ fn latencies(addr: SocketAddr, stop: Arc<AtomicBool>, req: Vec<u8>) -> Vec<Durat
     out
 }
 
+/// A well-behaved client's round trips of `req` for `secs`, after which
+/// `stop` is set (for the load beside it too); their latencies.
+fn well_behaved_for(
+    addr: SocketAddr,
+    stop: &Arc<AtomicBool>,
+    req: Vec<u8>,
+    secs: u64,
+) -> Vec<Duration> {
+    let good = {
+        let stop = stop.clone();
+        std::thread::spawn(move || latencies(addr, stop, req))
+    };
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    good.join().unwrap()
+}
+
 fn summary(mut l: Vec<Duration>) -> String {
     l.sort();
     let at = |q: f64| l[((l.len() as f64 * q) as usize).min(l.len() - 1)];
@@ -118,13 +135,7 @@ fn non_readers(bin: &Path, secs: u64) {
             })
         })
         .collect();
-    let good = {
-        let (stop, addr) = (stop.clone(), server.tcp);
-        std::thread::spawn(move || latencies(addr, stop, get))
-    };
-    std::thread::sleep(Duration::from_secs(secs));
-    stop.store(true, Ordering::Relaxed);
-    let l = good.join().unwrap();
+    let l = well_behaved_for(server.tcp, &stop, get, secs);
     let grown = server.memory("VmHWM").saturating_sub(before);
     drop(
         hogs.into_iter()
@@ -177,13 +188,7 @@ fn many_non_readers(bin: &Path, secs: u64, clients: usize) {
         })
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
-    let good = {
-        let (stop, addr) = (stop.clone(), server.tcp);
-        std::thread::spawn(move || latencies(addr, stop, get))
-    };
-    std::thread::sleep(Duration::from_secs(secs));
-    stop.store(true, Ordering::Relaxed);
-    let l = good.join().unwrap();
+    let l = well_behaved_for(server.tcp, &stop, get, secs);
     let grown = server.memory("VmHWM").saturating_sub(before);
     let closed = hogs.iter_mut().map(closed_by_server).filter(|&c| c).count();
     println!(
