@@ -221,6 +221,74 @@ pub struct Message {
     pub complete: bool,
 }
 
+/// Buffers for [`DgramSocket::recv_batch`]: room for `count` messages of
+/// up to `size` bytes each, with their addresses and control data.
+pub struct RecvBatch {
+    buffers: Vec<Vec<u8>>,
+    addrs: Vec<SockAddr>,
+    controls: Vec<pktinfo::ControlBuf>,
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+    received: usize,
+}
+
+impl RecvBatch {
+    pub fn new(count: usize, size: usize) -> Self {
+        let count = count.max(1);
+        RecvBatch {
+            buffers: (0..count).map(|_| vec![0; size]).collect(),
+            addrs: (0..count).map(|_| SockAddr::empty()).collect(),
+            controls: (0..count)
+                .map(|_| pktinfo::ControlBuf([0; pktinfo::CONTROL_LEN]))
+                .collect(),
+            // SAFETY (both): all-zero iovec and mmsghdr are valid; they
+            // are pointed at the buffers before each receive.
+            iovecs: (0..count).map(|_| unsafe { std::mem::zeroed() }).collect(),
+            headers: (0..count).map(|_| unsafe { std::mem::zeroed() }).collect(),
+            received: 0,
+        }
+    }
+
+    /// Points every header at its buffers, lengths reset to their full
+    /// size (the kernel shortens them).
+    fn prepare(&mut self) {
+        self.received = 0;
+        for i in 0..self.headers.len() {
+            self.iovecs[i] = libc::iovec {
+                iov_base: self.buffers[i].as_mut_ptr() as *mut libc::c_void,
+                iov_len: self.buffers[i].len(),
+            };
+            self.addrs[i] = SockAddr::empty();
+            let hdr = &mut self.headers[i].msg_hdr;
+            hdr.msg_name = &mut self.addrs[i].storage as *mut _ as *mut libc::c_void;
+            hdr.msg_namelen = self.addrs[i].len;
+            hdr.msg_iov = &mut self.iovecs[i];
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = self.controls[i].0.as_mut_ptr() as *mut libc::c_void;
+            hdr.msg_controllen = pktinfo::CONTROL_LEN as _;
+            hdr.msg_flags = 0;
+            self.headers[i].msg_len = 0;
+        }
+    }
+
+    /// Message `i` of the last receive (below its count) and its bytes.
+    pub fn message(&self, i: usize) -> (Message, &[u8]) {
+        assert!(i < self.received, "message {i} of {}", self.received);
+        let header = &self.headers[i];
+        let hdr = &header.msg_hdr;
+        let len = header.msg_len as usize;
+        let mut from = self.addrs[i];
+        from.len = hdr.msg_namelen;
+        let message = Message {
+            len,
+            from,
+            to: pktinfo::destination_of(hdr),
+            complete: hdr.msg_flags & libc::MSG_TRUNC == 0,
+        };
+        (message, &self.buffers[i][..len.min(self.buffers[i].len())])
+    }
+}
+
 /// A blocking message socket (datagram, reliable datagram or SCTP
 /// one-to-many); closed when dropped.
 #[derive(Debug)]
@@ -364,6 +432,28 @@ impl DgramSocket {
         })
     }
 
+    /// Receives up to a batch of messages with one system call: waits for
+    /// the first, then takes those already queued (`recvmmsg` with
+    /// `MSG_WAITFORONE`). For sockets without record marks (UDP, TIPC).
+    /// Returns how many arrived; [`RecvBatch::message`] gives each.
+    pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        batch.prepare();
+        // SAFETY: every header points at its own buffer, address storage
+        // and control buffer in `batch`, valid for the lengths given and
+        // not moved until the call returns.
+        let got = unsafe {
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                batch.headers.as_mut_ptr(),
+                batch.headers.len() as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        batch.received = cvt_size(got as isize)?;
+        Ok(batch.received)
+    }
+
     /// Sends one message to `addr`, from the source address `from` when
     /// given (the destination of the request it answers).
     pub fn send_from(
@@ -475,6 +565,40 @@ mod tests {
         assert_eq!((whole.len, whole.complete), (10, true));
         let port = |a: &SockAddr| a.as_inet().unwrap().port();
         assert_eq!(port(&whole.from), port(&tx.local_addr().unwrap()));
+    }
+
+    #[test]
+    fn a_batch_takes_every_queued_message_with_its_sender_and_destination() {
+        let rx = DgramSocket::new(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+        rx.bind(&SockAddr::from("0.0.0.0:0".parse::<SocketAddr>().unwrap()))
+            .unwrap();
+        rx.enable_packet_info(false).unwrap();
+        let port = rx.local_addr().unwrap().as_inet().unwrap().port();
+        let to = SockAddr::from(SocketAddr::from(([127, 0, 0, 1], port)));
+        let senders: Vec<DgramSocket> = (0..3)
+            .map(|_| DgramSocket::new(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap())
+            .collect();
+        for (i, tx) in senders.iter().enumerate() {
+            tx.send_to(&vec![i as u8; 10 + i], &to).unwrap();
+        }
+        // One longer than a buffer, one more than a batch holds.
+        senders[0].send_to(&[9u8; 100], &to).unwrap();
+        senders[1].send_to(b"next batch", &to).unwrap();
+        let mut batch = RecvBatch::new(4, 50);
+        assert_eq!(rx.recv_batch(&mut batch).unwrap(), 4);
+        for (i, tx) in senders.iter().enumerate() {
+            let (msg, bytes) = batch.message(i);
+            assert_eq!(bytes, vec![i as u8; 10 + i]);
+            assert!(msg.complete);
+            let port = |a: &SockAddr| a.as_inet().unwrap().port();
+            assert_eq!(port(&msg.from), port(&tx.local_addr().unwrap()));
+            assert_eq!(msg.to, Some(Destination::V4(Ipv4Addr::LOCALHOST)));
+        }
+        let (cut, bytes) = batch.message(3);
+        assert_eq!((cut.len, bytes.len(), cut.complete), (50, 50, false));
+        // Only what is queued is taken: no waiting for a full batch.
+        assert_eq!(rx.recv_batch(&mut batch).unwrap(), 1);
+        assert_eq!(batch.message(0).1, b"next batch");
     }
 
     #[test]
