@@ -289,6 +289,90 @@ impl RecvBatch {
     }
 }
 
+/// One message of a [`SendBatch`]: where its bytes are, and where to.
+struct Outgoing {
+    start: usize,
+    end: usize,
+    to: SockAddr,
+    from: Option<Destination>,
+}
+
+/// Messages to send with one [`DgramSocket::send_batch`]: each is
+/// appended to [`SendBatch::buffer`] and then marked with
+/// [`SendBatch::mark`].
+#[derive(Default)]
+pub struct SendBatch {
+    bytes: Vec<u8>,
+    messages: Vec<Outgoing>,
+    iovecs: Vec<libc::iovec>,
+    controls: Vec<pktinfo::ControlBuf>,
+    headers: Vec<libc::mmsghdr>,
+}
+
+impl SendBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Where the next message's bytes go.
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
+    /// Makes what was appended to the buffer since `start` one message to
+    /// `to`, sent from `from` when given; nothing when nothing was added.
+    pub fn mark(&mut self, start: usize, to: SockAddr, from: Option<Destination>) {
+        let end = self.bytes.len();
+        if end > start {
+            self.messages.push(Outgoing {
+                start,
+                end,
+                to,
+                from,
+            });
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Builds the kernel's headers for the messages as they now are.
+    fn prepare(&mut self) {
+        let n = self.messages.len();
+        self.iovecs.clear();
+        self.headers.clear();
+        self.controls
+            .resize_with(n, || pktinfo::ControlBuf([0; pktinfo::CONTROL_LEN]));
+        for m in &self.messages {
+            self.iovecs.push(libc::iovec {
+                iov_base: self.bytes[m.start..].as_ptr() as *mut libc::c_void,
+                iov_len: m.end - m.start,
+            });
+        }
+        for (i, m) in self.messages.iter().enumerate() {
+            // SAFETY: an all-zero mmsghdr is valid (no control data).
+            let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            let hdr = &mut header.msg_hdr;
+            hdr.msg_name = m.to.as_ptr() as *mut libc::c_void;
+            hdr.msg_namelen = m.to.len;
+            hdr.msg_iov = &mut self.iovecs[i];
+            hdr.msg_iovlen = 1;
+            if let Some(from) = &m.from {
+                pktinfo::write_source(hdr, &mut self.controls[i], from);
+            }
+            self.headers.push(header);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.messages.clear();
+        self.headers.clear();
+        self.iovecs.clear();
+    }
+}
+
 /// A blocking message socket (datagram, reliable datagram or SCTP
 /// one-to-many); closed when dropped.
 #[derive(Debug)]
@@ -432,12 +516,14 @@ impl DgramSocket {
         })
     }
 
-    /// Receives up to a batch of messages with one system call: waits for
-    /// the first, then takes those already queued (`recvmmsg` with
-    /// `MSG_WAITFORONE`). For sockets without record marks (UDP, TIPC).
-    /// Returns how many arrived; [`RecvBatch::message`] gives each.
-    pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+    /// Receives up to `most` messages (at most the batch's room) with one
+    /// system call: waits for the first, then takes those already queued
+    /// (`recvmmsg` with `MSG_WAITFORONE`). For sockets without record
+    /// marks (UDP, TIPC). Returns how many arrived; [`RecvBatch::message`]
+    /// gives each.
+    pub fn recv_batch(&self, batch: &mut RecvBatch, most: usize) -> io::Result<usize> {
         batch.prepare();
+        let most = most.clamp(1, batch.headers.len());
         // SAFETY: every header points at its own buffer, address storage
         // and control buffer in `batch`, valid for the lengths given and
         // not moved until the call returns.
@@ -445,13 +531,54 @@ impl DgramSocket {
             libc::recvmmsg(
                 self.fd.as_raw_fd(),
                 batch.headers.as_mut_ptr(),
-                batch.headers.len() as libc::c_uint,
+                most as libc::c_uint,
                 libc::MSG_WAITFORONE,
                 std::ptr::null_mut(),
             )
         };
         batch.received = cvt_size(got as isize)?;
         Ok(batch.received)
+    }
+
+    /// Sends every message gathered in `batch` with as few system calls as
+    /// the kernel allows (`sendmmsg`), then empties it. A message the
+    /// kernel refuses is reported to `failed` and skipped; the others go.
+    pub fn send_batch(&self, batch: &mut SendBatch, mut failed: impl FnMut(&SockAddr, io::Error)) {
+        if let [one] = &batch.messages[..] {
+            // The plain call costs less for one message.
+            let bytes = &batch.bytes[one.start..one.end];
+            if let Err(e) = self.send_from(bytes, &one.to, one.from.as_ref()) {
+                failed(&one.to, e);
+            }
+            batch.clear();
+            return;
+        }
+        batch.prepare();
+        let mut next = 0;
+        while next < batch.headers.len() {
+            let rest = &mut batch.headers[next..];
+            // SAFETY: every header points at its message in `batch.bytes`,
+            // its address and its control buffer, all valid for the lengths
+            // given and unchanged until the call returns; the kernel only
+            // reads them.
+            let sent = unsafe {
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    rest.as_mut_ptr(),
+                    rest.len() as libc::c_uint,
+                    libc::MSG_NOSIGNAL,
+                )
+            };
+            match cvt_size(sent as isize) {
+                Ok(n) => next += n.max(1),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failed(&batch.messages[next].to, e);
+                    next += 1;
+                }
+            }
+        }
+        batch.clear();
     }
 
     /// Sends one message to `addr`, from the source address `from` when
@@ -585,7 +712,7 @@ mod tests {
         senders[0].send_to(&[9u8; 100], &to).unwrap();
         senders[1].send_to(b"next batch", &to).unwrap();
         let mut batch = RecvBatch::new(4, 50);
-        assert_eq!(rx.recv_batch(&mut batch).unwrap(), 4);
+        assert_eq!(rx.recv_batch(&mut batch, 4).unwrap(), 4);
         for (i, tx) in senders.iter().enumerate() {
             let (msg, bytes) = batch.message(i);
             assert_eq!(bytes, vec![i as u8; 10 + i]);
@@ -597,8 +724,57 @@ mod tests {
         let (cut, bytes) = batch.message(3);
         assert_eq!((cut.len, bytes.len(), cut.complete), (50, 50, false));
         // Only what is queued is taken: no waiting for a full batch.
-        assert_eq!(rx.recv_batch(&mut batch).unwrap(), 1);
+        senders[2].send_to(b"then one", &to).unwrap();
+        assert_eq!(rx.recv_batch(&mut batch, 4).unwrap(), 2);
         assert_eq!(batch.message(0).1, b"next batch");
+        assert_eq!(batch.message(1).1, b"then one");
+        // Never more than asked for.
+        senders[0].send_to(b"one", &to).unwrap();
+        senders[0].send_to(b"two", &to).unwrap();
+        assert_eq!(rx.recv_batch(&mut batch, 1).unwrap(), 1);
+        assert_eq!(rx.recv_batch(&mut batch, 4).unwrap(), 1);
+        assert_eq!(batch.message(0).1, b"two");
+    }
+
+    #[test]
+    fn a_send_batch_delivers_each_message_and_skips_one_the_kernel_refuses() {
+        let bound = || {
+            let s = DgramSocket::new(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+            s.bind(&SockAddr::from(
+                "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+            ))
+            .unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s
+        };
+        let (tx, a, c) = (bound(), bound(), bound());
+        let nowhere = SockAddr::from("[::1]:9".parse::<SocketAddr>().unwrap());
+        let mut batch = SendBatch::new();
+        for (bytes, to) in [
+            (&b"for a"[..], a.local_addr().unwrap()),
+            (b"refused", nowhere),
+            (b"", a.local_addr().unwrap()),
+            (b"for c", c.local_addr().unwrap()),
+        ] {
+            let start = batch.buffer().len();
+            batch.buffer().extend_from_slice(bytes);
+            batch.mark(start, to, None);
+        }
+        let mut refused = Vec::new();
+        tx.send_batch(&mut batch, |to, e| refused.push((to.as_inet(), e.kind())));
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(batch.is_empty());
+        let mut buf = [0u8; 16];
+        let (n, _) = a.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"for a");
+        let (n, _) = c.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"for c");
+        a.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        assert!(
+            a.recv_from(&mut buf).is_err(),
+            "an empty message is not sent"
+        );
     }
 
     #[test]

@@ -111,6 +111,47 @@ fn database_read_fills_the_cache_unless_disabled() {
 }
 
 #[test]
+fn datagrams_queued_together_are_each_answered_to_their_sender() {
+    // Sent without waiting, they queue at the server, which takes several
+    // per receive and sends their answers together; a broken one among
+    // them is dropped alone.
+    let dir = TempDir::new("udp-burst");
+    let server = TestServer::start(&dir, &[]);
+    let clients: Vec<UdpClient> = (0..6).map(|_| server.udp_client()).collect();
+    for round in 0..20u32 {
+        for (c, client) in clients.iter().enumerate() {
+            let key = format!("burst-{c}");
+            let id = round * 10 + c as u32 + 1;
+            let value = id.to_be_bytes();
+            client.send(&msg(
+                Request::Set {
+                    key: key.as_bytes(),
+                    value: &value,
+                },
+                id,
+                FLAGS_CACHE_ONLY,
+            ));
+            if c == 2 {
+                client.send(b"short");
+            }
+        }
+        for (c, client) in clients.iter().enumerate() {
+            let id = round * 10 + c as u32 + 1;
+            let reply = client.recv();
+            assert_eq!(Reply::parse(&reply).unwrap().id, id, "client {c}");
+            assert_eq!(code(&reply), ReplyCode::Ok);
+        }
+    }
+    for (c, client) in clients.iter().enumerate() {
+        let key = format!("burst-{c}");
+        let reply = client.call(&get(key.as_bytes(), FLAGS_CACHE_ONLY));
+        assert_eq!(data(&reply), (190 + c as u32 + 1).to_be_bytes());
+    }
+    assert_eq!(server.counter(nmdb_proto::Counter::NetBrokenReq), 20);
+    server.stop();
+}
+
+#[test]
 fn data_survives_a_clean_restart() {
     let dir = TempDir::new("restart");
     let server = TestServer::start(&dir, &[]);
