@@ -235,39 +235,41 @@ pub struct RecvBatch {
 impl RecvBatch {
     pub fn new(count: usize, size: usize) -> Self {
         let count = count.max(1);
-        RecvBatch {
+        let mut batch = RecvBatch {
             buffers: (0..count).map(|_| vec![0; size]).collect(),
             addrs: (0..count).map(|_| SockAddr::empty()).collect(),
             controls: (0..count)
                 .map(|_| pktinfo::ControlBuf([0; pktinfo::CONTROL_LEN]))
                 .collect(),
             // SAFETY (both): all-zero iovec and mmsghdr are valid; they
-            // are pointed at the buffers before each receive.
+            // are pointed at the buffers just below.
             iovecs: (0..count).map(|_| unsafe { std::mem::zeroed() }).collect(),
             headers: (0..count).map(|_| unsafe { std::mem::zeroed() }).collect(),
             received: 0,
+        };
+        // The vectors never grow, so what the headers point at stays put.
+        for i in 0..count {
+            batch.iovecs[i] = libc::iovec {
+                iov_base: batch.buffers[i].as_mut_ptr() as *mut libc::c_void,
+                iov_len: batch.buffers[i].len(),
+            };
+            let hdr = &mut batch.headers[i].msg_hdr;
+            hdr.msg_name = &mut batch.addrs[i].storage as *mut _ as *mut libc::c_void;
+            hdr.msg_iov = &mut batch.iovecs[i];
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = batch.controls[i].0.as_mut_ptr() as *mut libc::c_void;
         }
+        batch
     }
 
-    /// Points every header at its buffers, lengths reset to their full
-    /// size (the kernel shortens them).
-    fn prepare(&mut self) {
+    /// Resets the lengths the kernel shortened in the first `most` headers.
+    fn prepare(&mut self, most: usize) {
         self.received = 0;
-        for i in 0..self.headers.len() {
-            self.iovecs[i] = libc::iovec {
-                iov_base: self.buffers[i].as_mut_ptr() as *mut libc::c_void,
-                iov_len: self.buffers[i].len(),
-            };
-            self.addrs[i] = SockAddr::empty();
-            let hdr = &mut self.headers[i].msg_hdr;
-            hdr.msg_name = &mut self.addrs[i].storage as *mut _ as *mut libc::c_void;
-            hdr.msg_namelen = self.addrs[i].len;
-            hdr.msg_iov = &mut self.iovecs[i];
-            hdr.msg_iovlen = 1;
-            hdr.msg_control = self.controls[i].0.as_mut_ptr() as *mut libc::c_void;
-            hdr.msg_controllen = pktinfo::CONTROL_LEN as _;
-            hdr.msg_flags = 0;
-            self.headers[i].msg_len = 0;
+        for header in &mut self.headers[..most] {
+            header.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            header.msg_hdr.msg_controllen = pktinfo::CONTROL_LEN as _;
+            header.msg_hdr.msg_flags = 0;
+            header.msg_len = 0;
         }
     }
 
@@ -285,7 +287,7 @@ impl RecvBatch {
             to: pktinfo::destination_of(hdr),
             complete: hdr.msg_flags & libc::MSG_TRUNC == 0,
         };
-        (message, &self.buffers[i][..len.min(self.buffers[i].len())])
+        (message, &self.buffers[i][..len])
     }
 }
 
@@ -522,11 +524,11 @@ impl DgramSocket {
     /// marks (UDP, TIPC). Returns how many arrived; [`RecvBatch::message`]
     /// gives each.
     pub fn recv_batch(&self, batch: &mut RecvBatch, most: usize) -> io::Result<usize> {
-        batch.prepare();
         let most = most.clamp(1, batch.headers.len());
+        batch.prepare(most);
         // SAFETY: every header points at its own buffer, address storage
-        // and control buffer in `batch`, valid for the lengths given and
-        // not moved until the call returns.
+        // and control buffer in `batch`, valid for the lengths given; their
+        // vectors never grow or move.
         let got = unsafe {
             libc::recvmmsg(
                 self.fd.as_raw_fd(),

@@ -164,7 +164,7 @@ fn receive_loop(socket: Arc<Datagram>, engine: Arc<Engine>, stop: Arc<AtomicBool
             singles_left -= 1;
             match socket.socket.recv_message(&mut single, false) {
                 Ok(msg) => {
-                    let bytes = &single[..msg.len.min(single.len())];
+                    let bytes = &single[..msg.len];
                     serve_message(&socket, &engine, &msg, bytes, &mut replies);
                     send_replies(&socket, &mut replies);
                 }

@@ -104,10 +104,6 @@ impl UnsentReplies {
         self.held.load(Ordering::Relaxed)
     }
 
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
     /// Connections closed because their clients did not read while the
     /// limit was passed.
     pub fn closed_connections(&self) -> usize {
@@ -142,38 +138,39 @@ impl UnsentReplies {
     /// otherwise: it failed, or its client has taken nothing for
     /// [`STALL_GRACE`] while over the limit.
     async fn wait_for_reader(&self, stream: &TcpStream) -> Result<(), Stalled> {
-        let stalled_at = tokio::time::Instant::now();
+        let deadline = tokio::time::Instant::now() + STALL_GRACE;
         loop {
-            let over = self.over.notified();
-            tokio::pin!(over);
+            let crossed = self.over.notified();
+            tokio::pin!(crossed);
             // Registered before the check, so a crossing in between is
             // not missed.
-            over.as_mut().enable();
-            if self.is_over() {
-                let deadline = stalled_at + STALL_GRACE;
-                tokio::select! {
-                    ready = stream.writable() => return ready.map_err(Stalled::Failed),
-                    () = tokio::time::sleep_until(deadline) => {}
-                }
-                if self.is_over() {
-                    self.closed.fetch_add(1, Ordering::Relaxed);
-                    if self.closed_log.ready() {
-                        log::warn!(
-                            "unread tcp replies hold {} bytes (limit {}, --reply-buffer-mib): \
-                             closing connections whose clients stopped reading",
-                            self.held(),
-                            self.limit
-                        );
+            crossed.as_mut().enable();
+            let over = self.is_over();
+            tokio::select! {
+                ready = stream.writable() => return ready.map_err(Stalled::Failed),
+                () = tokio::time::sleep_until(deadline), if over => {
+                    if self.is_over() {
+                        return Err(self.close_stalled());
                     }
-                    return Err(Stalled::NotReading);
                 }
-            } else {
-                tokio::select! {
-                    ready = stream.writable() => return ready.map_err(Stalled::Failed),
-                    () = &mut over => {}
-                }
+                () = &mut crossed, if !over => {}
             }
         }
+    }
+
+    /// Counts a connection closed for not reading, and says so in the log
+    /// (at most once a second).
+    fn close_stalled(&self) -> Stalled {
+        self.closed.fetch_add(1, Ordering::Relaxed);
+        if self.closed_log.ready() {
+            log::warn!(
+                "unread tcp replies hold {} bytes (limit {}, --reply-buffer-mib): \
+                 closing connections whose clients stopped reading",
+                self.held(),
+                self.limit
+            );
+        }
+        Stalled::NotReading
     }
 }
 
