@@ -191,6 +191,47 @@ pub fn listen_backlog() -> libc::c_int {
     somaxconn.max(1024)
 }
 
+/// Gives socket `fd` a kernel send buffer of `bytes` (what the kernel may
+/// hold of data written and not yet taken by the peer), which also stops
+/// the kernel growing it by itself. Returns the size the kernel applied.
+///
+/// Linux doubles the `SO_SNDBUF` value it is given (half of the room is
+/// its own bookkeeping) and caps it at `net.core.wmem_max` unless the
+/// process may force it (`CAP_NET_ADMIN`), so the size is asked as half,
+/// forced when allowed, and read back.
+pub fn set_send_buffer(fd: RawFd, bytes: usize) -> io::Result<usize> {
+    let half = libc::c_int::try_from(bytes / 2)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "send buffer too large"))?;
+    let set = |name| {
+        // SAFETY: the pointer and size describe `half`.
+        cvt(unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                name,
+                &half as *const libc::c_int as *const libc::c_void,
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        })
+    };
+    if set(libc::SO_SNDBUFFORCE).is_err() {
+        set(libc::SO_SNDBUF)?;
+    }
+    let mut applied: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the pointer and length describe `applied`.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            &mut applied as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    })?;
+    Ok(applied.max(0) as usize)
+}
+
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
         Err(io::Error::last_os_error())
@@ -643,6 +684,22 @@ mod tests {
             let a: SocketAddr = a.parse().unwrap();
             assert_eq!(SockAddr::from(a).as_inet(), Some(a));
         }
+    }
+
+    #[test]
+    fn a_send_buffer_is_applied_whole_and_read_back() {
+        let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert_eq!(
+            set_send_buffer(s.as_raw_fd(), 256 << 10).unwrap(),
+            256 << 10
+        );
+        assert_eq!(set_send_buffer(s.as_raw_fd(), 64 << 10).unwrap(), 64 << 10);
+        let too_large = set_send_buffer(s.as_raw_fd(), usize::MAX).unwrap_err();
+        assert_eq!(too_large.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            set_send_buffer(-1, 64 << 10).unwrap_err().raw_os_error(),
+            Some(libc::EBADF)
+        );
     }
 
     #[test]

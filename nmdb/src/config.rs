@@ -32,6 +32,9 @@ pub mod defaults {
     pub const DB_QUEUE_MIB: usize = 64;
     /// Unread replies all TCP connections may hold together, in MiB.
     pub const REPLY_BUFFER_MIB: usize = 256;
+    /// The kernel's send buffer of each TCP connection, in KiB; 0: the
+    /// kernel sizes it.
+    pub const TCP_SEND_BUFFER_KIB: usize = 256;
     /// When synchronous writes are answered.
     pub const DURABILITY: &str = "disk";
 }
@@ -124,6 +127,10 @@ struct Args {
     /// reading are closed
     #[arg(long = "reply-buffer-mib", value_name = "mib", default_value_t = defaults::REPLY_BUFFER_MIB)]
     reply_buffer_mib: usize,
+    /// The kernel's send buffer of each TCP connection, in KiB (0: the
+    /// kernel sizes it, up to its net.ipv4.tcp_wmem maximum)
+    #[arg(long = "tcp-send-buffer-kib", value_name = "kib", default_value_t = defaults::TCP_SEND_BUFFER_KIB)]
+    tcp_send_buffer_kib: usize,
     /// Serve Prometheus metrics over HTTP at http://addr:port/metrics (off
     /// unless given)
     #[arg(long = "metrics", value_name = "addr:port")]
@@ -169,9 +176,31 @@ pub struct Config {
     pub db_queue_bytes: usize,
     /// Bytes of unread replies all TCP connections may hold together.
     pub reply_buffer_bytes: usize,
+    /// The kernel's send buffer of each TCP connection (`None`: the
+    /// kernel sizes it).
+    pub tcp_send_buffer: Option<usize>,
     /// Where to serve the Prometheus metrics (`None`: nowhere).
     pub metrics: Option<SocketAddr>,
     pub durability: Durability,
+}
+
+/// Smallest and largest `--tcp-send-buffer-kib` other than 0: below 16
+/// KiB a connection could not take one whole reply frame at once; above
+/// 1 GiB the kernel cannot be asked for it.
+const TCP_SEND_BUFFER_KIB_RANGE: std::ops::RangeInclusive<usize> = 16..=1 << 20;
+
+/// Bytes of `--tcp-send-buffer-kib` (`None` for 0: the kernel's own
+/// sizing).
+fn tcp_send_buffer(kib: usize) -> Result<Option<usize>, String> {
+    match kib {
+        0 => Ok(None),
+        k if TCP_SEND_BUFFER_KIB_RANGE.contains(&k) => Ok(Some(k << 10)),
+        k => Err(format!(
+            "--tcp-send-buffer-kib {k}: must be 0 (the kernel sizes it) or from {} to {}",
+            TCP_SEND_BUFFER_KIB_RANGE.start(),
+            TCP_SEND_BUFFER_KIB_RANGE.end()
+        )),
+    }
 }
 
 /// Bytes of a size option given in MiB, which must be at least one.
@@ -298,6 +327,7 @@ impl Config {
         }
         let db_queue_bytes = mib("--db-queue-mib", a.db_queue_mib).map_err(invalid)?;
         let reply_buffer_bytes = mib("--reply-buffer-mib", a.reply_buffer_mib).map_err(invalid)?;
+        let tcp_send_buffer = tcp_send_buffer(a.tcp_send_buffer_kib).map_err(invalid)?;
         let metrics = a
             .metrics
             .as_deref()
@@ -325,6 +355,7 @@ impl Config {
                 .then(|| std::time::Duration::from_secs(a.idle_timeout)),
             db_queue_bytes,
             reply_buffer_bytes,
+            tcp_send_buffer,
             metrics,
             durability,
         })
@@ -445,6 +476,7 @@ mod tests {
         assert_eq!(c.idle_timeout, None);
         assert_eq!(c.db_queue_bytes, 64 << 20);
         assert_eq!(c.reply_buffer_bytes, 256 << 20);
+        assert_eq!(c.tcp_send_buffer, Some(256 << 10));
         let c = parse(&[
             "--max-connections",
             "5",
@@ -454,13 +486,21 @@ mod tests {
             "2",
             "--reply-buffer-mib",
             "3",
+            "--tcp-send-buffer-kib",
+            "64",
         ])
         .unwrap();
         assert_eq!(c.max_connections, 5);
         assert_eq!(c.idle_timeout, Some(std::time::Duration::from_secs(30)));
         assert_eq!(c.db_queue_bytes, 2 << 20);
         assert_eq!(c.reply_buffer_bytes, 3 << 20);
+        assert_eq!(c.tcp_send_buffer, Some(64 << 10));
+        let c = parse(&["--tcp-send-buffer-kib", "0"]).unwrap();
+        assert_eq!(c.tcp_send_buffer, None, "0: the kernel sizes it");
         for bad in [
+            ["--tcp-send-buffer-kib", "15"],
+            ["--tcp-send-buffer-kib", "1048577"],
+            ["--tcp-send-buffer-kib", "18446744073709551615"],
             ["--max-connections", "0"],
             ["--db-queue-mib", "0"],
             ["--reply-buffer-mib", "0"],

@@ -185,7 +185,7 @@ impl Server {
         });
         let runtime = self.net()?.spawner().first().clone();
         let _guard = runtime.enter();
-        let listener = tcp::bind(addr)
+        let listener = tcp::bind(addr, None)
             .map_err(|e| StartError(format!("cannot serve metrics on {addr}: {e}")))?;
         let local = listener.local_addr().unwrap_or(addr);
         runtime.spawn(metrics::http::serve(listener, registry));
@@ -213,7 +213,7 @@ impl Server {
             }
         }
         if let Some(listen) = &cfg.tcp {
-            started += self.start_tcp(listen)? as usize;
+            started += self.start_tcp(listen, cfg.tcp_send_buffer)? as usize;
         }
         if let Some(l) = &cfg.udp {
             let addr = SocketAddr::new(l.addr, l.port);
@@ -259,14 +259,18 @@ impl Server {
         Ok(())
     }
 
-    fn start_tcp(&mut self, listen: &Listen) -> Result<bool, StartError> {
+    fn start_tcp(
+        &mut self,
+        listen: &Listen,
+        send_buffer: Option<usize>,
+    ) -> Result<bool, StartError> {
         let addr = SocketAddr::new(listen.addr, listen.port);
         let engine = self.engine.clone();
         let limits = self.tcp_limits.clone();
         let spawner = self.net()?.spawner().clone();
         let runtime = spawner.first().clone();
         let _guard = runtime.enter();
-        let listener = match tcp::bind(addr) {
+        let listener = match tcp::bind(addr, send_buffer) {
             Ok(l) => l,
             Err(e) => {
                 unavailable(&format!("tcp {addr}"), listen.explicit, &e.to_string())?;

@@ -195,6 +195,87 @@ fn clients_that_stop_reading_are_closed_once_unread_replies_pass_the_limit() {
     server.stop();
 }
 
+/// (send buffer, bytes queued in it) of each established connection on
+/// the server's side of `port`, from `ss -tmn` (`tb` and `w` of skmem).
+fn server_side_send_buffers(port: u16) -> Vec<(u64, u64)> {
+    let out = std::process::Command::new("ss")
+        .args(["-Htmn", "state", "established", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2) reads socket memory");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |line: &str, name: &str| -> u64 {
+        let start = line
+            .find(name)
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+            + name.len();
+        let digits: String = line[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().unwrap()
+    };
+    text.lines()
+        .filter(|l| l.contains("skmem:("))
+        .map(|l| (field(l, ",tb"), field(l, ",w")))
+        .collect()
+}
+
+#[test]
+fn a_client_that_does_not_read_fills_only_its_kernel_send_buffer() {
+    for (args, buffer) in [
+        (&[][..], 256 << 10),
+        (&["--tcp-send-buffer-kib", "64"][..], 64 << 10),
+    ] {
+        let dir = TempDir::new("send-buffer");
+        let server = TestServer::start(&dir, &[&["--no-udp"][..], args].concat());
+        let value = vec![0x6b; 60_000];
+        let mut good = server.tcp_client();
+        let set = Request::Set {
+            key: b"big",
+            value: &value,
+        };
+        assert_eq!(
+            code(&good.call(&msg(set, 1, FLAGS_CACHE_ONLY))),
+            ReplyCode::Ok
+        );
+        // Three clients each ask for 66 MB of replies and read none. Left
+        // to itself the kernel grows such a connection's buffer to
+        // megabytes (3.8 MB each, measured), and enough of them fill the
+        // memory all of TCP may use.
+        let one = framed(Request::Get { key: b"big" }, 2, FLAGS_CACHE_ONLY);
+        let requests = one.repeat(1100);
+        let _hogs: Vec<TcpStream> = (0..3)
+            .map(|_| write_without_reading(server.tcp, &requests, Duration::from_millis(500)))
+            .collect();
+        // Once the server has written all the sockets take:
+        let queued = settled(Duration::from_millis(200), || {
+            server_side_send_buffers(server.tcp.port())
+                .iter()
+                .map(|&(_, queued)| queued)
+                .sum()
+        });
+        let sockets = server_side_send_buffers(server.tcp.port());
+        assert_eq!(sockets.len(), 4, "{sockets:?}");
+        assert!(
+            queued > 0,
+            "nothing queued for the non-readers: {sockets:?}"
+        );
+        for (size, queued) in sockets {
+            assert_eq!(size, buffer, "{args:?}");
+            // The kernel may pass the size by the one packet it was
+            // filling.
+            assert!(queued <= buffer + (64 << 10), "{args:?}: {queued} queued");
+        }
+        // The connection that reads is still answered.
+        let get = msg(Request::Get { key: b"big" }, 3, FLAGS_CACHE_ONLY);
+        assert_eq!(
+            Reply::parse(&good.call(&get)).unwrap().data().unwrap(),
+            value
+        );
+        server.stop();
+    }
+}
+
 #[test]
 fn a_write_flood_is_held_to_the_queue_budget_and_every_acknowledged_write_is_kept() {
     let dir = TempDir::new("flood");

@@ -84,15 +84,19 @@ fn well_behaved_for(
     good.join().unwrap()
 }
 
+/// Count, quantiles and maximum of `l`, and its first latency (a client
+/// that connects beside a burst may wait longest for its first answer).
 fn summary(mut l: Vec<Duration>) -> String {
+    let first = l[0];
     l.sort();
     let at = |q: f64| l[((l.len() as f64 * q) as usize).min(l.len() - 1)];
     format!(
-        "{} requests, p50 {:?}, p99 {:?}, max {:?}",
+        "{} requests, p50 {:?}, p99 {:?}, max {:?}, first {:?}",
         l.len(),
         at(0.5),
         at(0.99),
-        l[l.len() - 1]
+        l[l.len() - 1],
+        first
     )
 }
 
