@@ -1,5 +1,6 @@
 //! The network threads: one single-threaded tokio runtime per core, with
-//! TCP connections spread over them as they are accepted.
+//! TCP connections spread over them as they are accepted, and one more,
+//! `nmdb-accept`, for the listeners alone.
 //!
 //! A connection is served start to end by the thread it was given, so a
 //! request costs one `epoll_wait`, one read and one write, and nothing of
@@ -8,6 +9,13 @@
 //! runtime pays per wake-up. Nothing on these threads waits on anything
 //! but the network: database work goes to its workers (`dbqueue`), and a
 //! synchronous write made in place never waits in a write stall.
+//!
+//! Listeners have a thread of their own because a runtime polls its ready
+//! tasks in turn: behind a thousand connections that all have replies to
+//! write, an accept loop sharing their runtime waited a whole round of them
+//! (150 ms, measured) before a new client was even taken. A connection
+//! handed from the accept thread waits at most the few tasks a runtime
+//! polls before it looks at what other threads gave it.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,12 +30,13 @@ use tokio::sync::oneshot;
 pub struct Spawner {
     handles: Vec<Handle>,
     next: AtomicUsize,
+    listeners: Handle,
 }
 
 impl Spawner {
-    /// The runtime that listeners and other long-lived tasks run on.
-    pub fn first(&self) -> &Handle {
-        &self.handles[0]
+    /// The runtime that listeners run on (the `nmdb-accept` thread).
+    pub fn listeners(&self) -> &Handle {
+        &self.listeners
     }
 
     /// Runs `task` on the next network thread in turn.
@@ -58,30 +67,22 @@ impl NetThreads {
         Self::start_n(n)
     }
 
-    /// Starts `n` network threads (at least one).
+    /// Starts `n` network threads (at least one) and the accept thread.
     pub fn start_n(n: usize) -> std::io::Result<Self> {
         let mut handles = Vec::new();
         let mut threads = Vec::new();
         for i in 0..n.max(1) {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .enable_time()
-                .build()?;
-            handles.push(runtime.handle().clone());
-            let (stop, stopped) = oneshot::channel::<Duration>();
-            let thread = std::thread::Builder::new()
-                .name(format!("nmdb-net-{i}"))
-                .spawn(move || {
-                    // Tasks spawned from anywhere run while this waits.
-                    let grace = runtime.block_on(stopped).unwrap_or(Duration::from_secs(1));
-                    runtime.shutdown_timeout(grace);
-                })?;
-            threads.push(NetThread { stop, thread });
+            let (handle, thread) = start_thread(format!("nmdb-net-{i}"))?;
+            handles.push(handle);
+            threads.push(thread);
         }
+        let (listeners, thread) = start_thread("nmdb-accept".into())?;
+        threads.push(thread);
         Ok(NetThreads {
             spawner: Arc::new(Spawner {
                 handles,
                 next: AtomicUsize::new(0),
+                listeners,
             }),
             threads,
         })
@@ -105,6 +106,23 @@ impl NetThreads {
             }
         }
     }
+}
+
+/// A thread named `name` running a single-threaded runtime until told to
+/// stop; the runtime's handle, to spawn tasks on it.
+fn start_thread(name: String) -> std::io::Result<(Handle, NetThread)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let handle = runtime.handle().clone();
+    let (stop, stopped) = oneshot::channel::<Duration>();
+    let thread = std::thread::Builder::new().name(name).spawn(move || {
+        // Tasks spawned from anywhere run while this waits.
+        let grace = runtime.block_on(stopped).unwrap_or(Duration::from_secs(1));
+        runtime.shutdown_timeout(grace);
+    })?;
+    Ok((handle, NetThread { stop, thread }))
 }
 
 #[cfg(test)]
@@ -135,6 +153,29 @@ mod tests {
                 "nmdb-net-2",
                 "nmdb-net-2"
             ]
+        );
+        threads.shutdown(Duration::from_secs(1));
+    }
+
+    #[test]
+    fn listeners_run_while_every_network_thread_is_busy() {
+        let threads = NetThreads::start_n(1).unwrap();
+        let (listener_ran, wait_for_listener) = mpsc::channel();
+        let (busy_result, result) = mpsc::channel();
+        // The only network thread is held until the listener has run: on
+        // a shared runtime the listener could never run, and this waits
+        // out its patience.
+        threads.spawner().spawn(async move {
+            let ran = wait_for_listener.recv_timeout(Duration::from_secs(10));
+            busy_result.send(ran.is_ok()).unwrap();
+        });
+        threads.spawner().listeners().spawn(async move {
+            let name = std::thread::current().name().unwrap().to_owned();
+            listener_ran.send(name).unwrap();
+        });
+        assert!(
+            result.recv().unwrap(),
+            "the listener waited for the busy thread"
         );
         threads.shutdown(Duration::from_secs(1));
     }

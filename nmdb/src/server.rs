@@ -183,7 +183,7 @@ impl Server {
             health,
             latency,
         });
-        let runtime = self.net()?.spawner().first().clone();
+        let runtime = self.net()?.spawner().listeners().clone();
         let _guard = runtime.enter();
         let listener = tcp::bind(addr, None)
             .map_err(|e| StartError(format!("cannot serve metrics on {addr}: {e}")))?;
@@ -268,7 +268,7 @@ impl Server {
         let engine = self.engine.clone();
         let limits = self.tcp_limits.clone();
         let spawner = self.net()?.spawner().clone();
-        let runtime = spawner.first().clone();
+        let runtime = spawner.listeners().clone();
         let _guard = runtime.enter();
         let listener = match tcp::bind(addr, send_buffer) {
             Ok(l) => l,

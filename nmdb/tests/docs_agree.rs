@@ -187,6 +187,7 @@ fn every_thread_of_a_running_server_is_documented() {
     let expected = [
         "nmdb",
         "nmdb-net-N",
+        "nmdb-accept",
         "nmdb-udp-N",
         "nmdb-db-N",
         "nmdb-commit",

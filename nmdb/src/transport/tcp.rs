@@ -661,10 +661,14 @@ async fn serve_connection(stream: TcpStream, engine: Arc<Engine>, open: OpenConn
             }
             // Replies past the threshold go out before more requests are
             // taken: a client that does not read stalls here, on its own.
-            if out.len() >= conn.unsent.flush_bytes()
-                && !(send(&conn, &mut out) && conn.wait_for_pending_below(REPLY_FLUSH_BYTES).await)
-            {
-                break 'conn;
+            // Then the other connections of this thread have their turn, so
+            // that a long pipeline of large answers does not hold them up.
+            if out.len() >= conn.unsent.flush_bytes() {
+                if !(send(&conn, &mut out) && conn.wait_for_pending_below(REPLY_FLUSH_BYTES).await)
+                {
+                    break 'conn;
+                }
+                tokio::task::yield_now().await;
             }
             // This client added to a database queue over budget: it waits
             // for the queue to drain (its answers so far are sent first).
