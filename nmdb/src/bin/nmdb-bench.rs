@@ -5,7 +5,8 @@
 //!                   [--only TEXT]
 //!
 //! `--only` runs just the request cases whose name contains TEXT (e.g.
-//! "tcp sync"), or just the `recycled`, `memory` or `metrics` section.
+//! "tcp sync"), or just the `recycled`, `memory`, `metrics` or
+//! `event-loop` section.
 //!
 //! 1. Disk: a loop of 128-byte appends, each followed by `fdatasync`, in
 //!    the directory the server's database is in: what making one write
@@ -26,6 +27,11 @@
 //! 4. Memory: the server's RSS growth per cached object with the default
 //!    cache full, for 16-byte keys with 100-byte and 1 KB values.
 //! 5. Metrics: cache-only requests with `--metrics` on and off.
+//! 6. Event loop: the echo server above (a blocking thread per client)
+//!    against an echo server answering from one thread's epoll loop, the
+//!    way event-driven servers (libevent's, tokio's) wait for requests,
+//!    and nmdb's cache-only GET against both: what part of the distance
+//!    to the round-trip limit waiting that way costs by itself.
 //!
 //! Pin it to one CPU (`taskset -c 0`, as `make bench` does) on a VM that
 //! idles CPUs: a wake-up on the other, idle CPU costs more than a request.
@@ -156,6 +162,79 @@ fn serve_echo() -> ! {
     std::process::exit(0)
 }
 
+/// The echo server as `nmdb-bench --event-loop-echo-server`: the same
+/// answers from one thread that waits in `epoll_wait` for whichever
+/// socket is ready and reads each until it would block (edge-triggered),
+/// as event-driven servers do, instead of a thread blocked in `recv` per
+/// socket.
+fn serve_event_loop_echo() -> ! {
+    use std::collections::HashMap;
+    use std::os::fd::AsRawFd;
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    udp.set_nonblocking(true).unwrap();
+    println!(
+        "echo {} {}",
+        tcp.local_addr().unwrap(),
+        udp.local_addr().unwrap()
+    );
+    std::io::stdout().flush().unwrap();
+    // SAFETY: epoll_create1 takes no pointers.
+    let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    assert!(epoll >= 0, "epoll_create1");
+    let watch = |fd: i32| {
+        let mut event = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+            u64: fd as u64,
+        };
+        // SAFETY: `event` is valid for the call; the kernel copies it.
+        let added = unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) };
+        assert_eq!(added, 0, "epoll_ctl");
+    };
+    watch(tcp.as_raw_fd());
+    watch(udp.as_raw_fd());
+    let mut conns: HashMap<i32, (TcpStream, Vec<u8>)> = HashMap::new();
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
+    let (mut chunk, tcp_reply) = ([0u8; 65536], [0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 8, 3]);
+    loop {
+        // SAFETY: `events` is valid for 64 entries.
+        let n = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), 64, -1) };
+        for event in &events[..n.max(0) as usize] {
+            let fd = event.u64 as i32;
+            if fd == tcp.as_raw_fd() {
+                while let Ok((s, _)) = tcp.accept() {
+                    s.set_nodelay(true).unwrap();
+                    s.set_nonblocking(true).unwrap();
+                    watch(s.as_raw_fd());
+                    conns.insert(s.as_raw_fd(), (s, Vec::new()));
+                }
+            } else if fd == udp.as_raw_fd() {
+                while let Ok((_, peer)) = udp.recv_from(&mut chunk) {
+                    let _ = udp.send_to(&[0, 0, 0, 1, 0, 0, 8, 3], peer);
+                }
+            } else if let Some((s, buf)) = conns.get_mut(&fd) {
+                let open = loop {
+                    match s.read(&mut chunk) {
+                        Ok(0) => break false,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
+                        Err(_) => break false,
+                    }
+                    while let Ok(Some(total)) = next_frame(buf, MAX_MSG_SIZE) {
+                        buf.drain(..total);
+                        // 12 bytes: an empty socket buffer always takes them.
+                        let _ = s.write(&tcp_reply);
+                    }
+                };
+                if !open {
+                    conns.remove(&fd);
+                }
+            }
+        }
+    }
+}
+
 struct EchoServer {
     child: Child,
     tcp: SocketAddr,
@@ -163,9 +242,16 @@ struct EchoServer {
 }
 
 impl EchoServer {
+    /// The blocking echo server, one thread per client.
     fn start() -> EchoServer {
+        Self::start_as("--echo-server")
+    }
+
+    /// `flag` picks which echo server: `--echo-server` or
+    /// `--event-loop-echo-server`.
+    fn start_as(flag: &str) -> EchoServer {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .arg("--echo-server")
+            .arg(flag)
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the echo server");
@@ -256,13 +342,27 @@ fn side_by_side(
     rounds: usize,
     make: MakeMsg,
 ) -> (Sample, Sample) {
+    let [a, b] = interleaved(t, [a, b], clients, ops, rounds, make);
+    (a, b)
+}
+
+/// Runs every target `rounds` times, taking turns; their medians.
+fn interleaved<const N: usize>(
+    t: Transport,
+    targets: [Target; N],
+    clients: usize,
+    ops: usize,
+    rounds: usize,
+    make: MakeMsg,
+) -> [Sample; N] {
     let per_round = (ops / rounds).max(1);
-    let (mut sa, mut sb) = (Vec::new(), Vec::new());
+    let mut samples: [Vec<Sample>; N] = std::array::from_fn(|_| Vec::new());
     for r in 0..rounds {
-        sa.push(run(t, a, clients, per_round, r * per_round, make));
-        sb.push(run(t, b, clients, per_round, r * per_round, make));
+        for (target, samples) in targets.iter().zip(&mut samples) {
+            samples.push(run(t, *target, clients, per_round, r * per_round, make));
+        }
     }
-    (median(sa), median(sb))
+    samples.map(median)
 }
 
 /// How [`fdatasync_time`] writes its records.
@@ -398,6 +498,7 @@ fn parse_args() -> Options {
         let mut val = || args.next().expect("option needs a value");
         match a.as_str() {
             "--echo-server" => serve_echo(),
+            "--event-loop-echo-server" => serve_event_loop_echo(),
             "--nmdb" => o.bin = val(),
             "--ops" => o.ops = val().parse().expect("--ops N"),
             "--clients" => o.clients = val().parse().expect("--clients N"),
@@ -822,6 +923,57 @@ fn metrics_cost(o: &Options) {
     }
 }
 
+/// Section 6: the blocking echo, the event-loop echo and nmdb's
+/// cache-only GET (a miss), interleaved.
+fn event_loop_cost(o: &Options) {
+    let server = BenchServer::start(o.bin.as_ref(), "bench-event-loop", true);
+    let blocking = EchoServer::start();
+    let event_loop = EchoServer::start_as("--event-loop-echo-server");
+    println!(
+        "{:<26} {:>9} {:>11} {:>6}   {:>9} {:>6} {:>11}   {:>15}",
+        "case", "echo", "event loop", "ratio", "nmdb", "ratio", "ratio to el", "cpu µs/req e/el/n"
+    );
+    for t in [Transport::Tcp, Transport::Udp] {
+        let pick = |tcp: SocketAddr, udp: SocketAddr| match t {
+            Transport::Tcp => tcp,
+            Transport::Udp => udp,
+        };
+        let targets = [
+            Target {
+                addr: pick(blocking.tcp, blocking.udp),
+                pid: blocking.child.id(),
+            },
+            Target {
+                addr: pick(event_loop.tcp, event_loop.udp),
+                pid: event_loop.child.id(),
+            },
+            Target {
+                addr: pick(server.tcp, server.udp.expect("started with UDP")),
+                pid: server.pid(),
+            },
+        ];
+        let make = move |c: usize, i: usize| request(t, Mode::Cache, "get", c, i);
+        for clients in [1, o.clients] {
+            let [e, el, n] = interleaved(t, targets, clients, o.ops, o.rounds, &make);
+            println!(
+                "{:<26} {:>9.0} {:>11.0} {:>5.0}%   {:>9.0} {:>5.0}% {:>10.0}%   {:>15}",
+                format!(
+                    "{} get ({clients} client{})",
+                    t.name(),
+                    if clients == 1 { "" } else { "s" }
+                ),
+                e.ops_per_sec,
+                el.ops_per_sec,
+                100.0 * el.ops_per_sec / e.ops_per_sec,
+                n.ops_per_sec,
+                100.0 * n.ops_per_sec / e.ops_per_sec,
+                100.0 * n.ops_per_sec / el.ops_per_sec,
+                format!("{:.1}/{:.1}/{:.1}", e.cpu_us, el.cpu_us, n.cpu_us),
+            );
+        }
+    }
+}
+
 fn main() {
     let o = parse_args();
     println!(
@@ -829,7 +981,10 @@ fn main() {
         o.ops, o.rounds
     );
     let section = |name: &str| o.only.as_deref().is_none_or(|only| only == name);
-    let requests_wanted = !matches!(o.only.as_deref(), Some("recycled" | "memory" | "metrics"));
+    let requests_wanted = !matches!(
+        o.only.as_deref(),
+        Some("recycled" | "memory" | "metrics" | "event-loop")
+    );
     if requests_wanted {
         println!();
         requests(&o);
@@ -848,5 +1003,13 @@ fn main() {
         println!();
         println!("== metrics: cache-only requests with --metrics 127.0.0.1:0 and without");
         metrics_cost(&o);
+    }
+    if section("event-loop") {
+        println!();
+        println!(
+            "== event loop: the blocking echo, an echo answering from one thread's epoll loop, \
+             and nmdb's cache-only GET"
+        );
+        event_loop_cost(&o);
     }
 }

@@ -1,0 +1,38 @@
+//! The benchmark tools run end to end (with tiny loads: what they measure
+//! is not checked here, only that they still measure it).
+
+use std::process::Command;
+
+#[test]
+fn the_event_loop_section_of_nmdb_bench_prints_every_case() {
+    let out = Command::new(env!("CARGO_BIN_EXE_nmdb-bench"))
+        .args(["--nmdb", env!("CARGO_BIN_EXE_nmdb")])
+        .args(["--only", "event-loop", "--ops", "200", "--rounds", "1"])
+        .args(["--clients", "2"])
+        .output()
+        .expect("run nmdb-bench");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for case in [
+        "tcp get (1 client)",
+        "tcp get (2 clients)",
+        "udp get (1 client)",
+        "udp get (2 clients)",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(case))
+            .unwrap_or_else(|| panic!("no {case} in:\n{text}"));
+        // Three rates, each measured: none may be zero.
+        let rates: Vec<f64> = line[case.len()..]
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        assert_eq!(rates.len(), 3, "{line}");
+        assert!(rates.iter().all(|&r| r > 0.0), "{line}");
+    }
+}
