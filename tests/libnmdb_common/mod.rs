@@ -74,6 +74,8 @@ pub enum Out {
     /// UDP: sends these bytes from another socket (another port of the same
     /// host), as a spoofer on the network would.
     SendFromElsewhere(Vec<u8>),
+    /// Waits this long before what follows.
+    Pause(Duration),
 }
 
 /// Given a request message (no prefix) and its index among all received,
@@ -267,6 +269,7 @@ fn tcp_conn(
                     return true;
                 }
                 Out::SendFromElsewhere(_) => panic!("UDP only"),
+                Out::Pause(d) => std::thread::sleep(d),
             }
         }
     }
@@ -295,6 +298,7 @@ fn udp_loop(
                 Out::Send(bytes) => drop(socket.send_to(&bytes, from)),
                 Out::SendFromElsewhere(bytes) => drop(elsewhere.send_to(&bytes, from)),
                 Out::Close => {}
+                Out::Pause(d) => std::thread::sleep(d),
             }
         }
     }

@@ -7,10 +7,18 @@
 //! connects again, so a restarted server is picked up without the caller
 //! doing anything. A reply not complete by the deadline stays in `rbuf`
 //! and is skipped by id on the next call.
+//!
+//! The socket is blocking, and waiting for a reply is the read itself,
+//! bounded by the socket's receive timeout (`SO_RCVTIMEO`): one system call
+//! per reply instead of a `poll` and a read. The timeout is set to the time
+//! left in whole milliseconds, rounded down, so that calls with the same
+//! timeout find it already set and never wait past their deadline. Sends
+//! and the check for a closed connection do not wait (`MSG_DONTWAIT`).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use nmdb_proto::frame::{next_frame, TCP_PREFIX_LEN};
 use nmdb_proto::MAX_MSG_SIZE;
@@ -30,6 +38,8 @@ pub struct TcpLink {
     rbuf: Vec<u8>,
     /// Bytes at the front of `rbuf` already handed out (the last reply).
     consumed: usize,
+    /// The socket's receive timeout now (`None`: none, wait forever).
+    read_timeout: Option<Duration>,
 }
 
 impl TcpLink {
@@ -41,6 +51,7 @@ impl TcpLink {
             wbuf: Vec::new(),
             rbuf: Vec::new(),
             consumed: 0,
+            read_timeout: None,
         };
         link.ensure_connected(deadline)?;
         Ok(link)
@@ -66,11 +77,32 @@ impl TcpLink {
         // add latency.
         stream
             .set_nodelay(true)
-            .and_then(|()| stream.set_nonblocking(true))
             .map_err(|e| Error::io(Phase::Connect, e))?;
         self.stream = Some(stream);
+        self.read_timeout = None;
         self.rbuf.clear();
         self.consumed = 0;
+        Ok(())
+    }
+
+    /// Bounds the next read by what is left of `deadline`.
+    fn arm_read_timeout(&mut self, deadline: Deadline) -> Result<(), Error> {
+        let wanted = match deadline.remaining() {
+            Err(_) => return Err(Error::Timeout(Phase::Receive)),
+            Ok(None) => None,
+            Ok(Some(left)) => Some(match left.as_millis() {
+                // Under a millisecond: exactly what is left.
+                0 => left,
+                ms => Duration::from_millis(ms as u64),
+            }),
+        };
+        if wanted != self.read_timeout {
+            let stream = self.stream.as_ref().ok_or(Error::Closed)?;
+            stream
+                .set_read_timeout(wanted)
+                .map_err(|e| Error::io(Phase::Receive, e))?;
+            self.read_timeout = wanted;
+        }
         Ok(())
     }
 
@@ -79,19 +111,30 @@ impl TcpLink {
     /// not lost on a connection already known dead. Anything else waiting is
     /// a late reply, kept to be skipped by id.
     fn peer_closed(&mut self) -> bool {
-        let Some(stream) = self.stream.as_mut() else {
+        let Some(stream) = self.stream.as_ref() else {
             return false;
         };
         let mut chunk = [0u8; 512];
         loop {
-            match stream.read(&mut chunk) {
-                Ok(0) => return true,
+            // SAFETY: `chunk` is valid for its length; the socket is ours.
+            let got = unsafe {
+                libc::recv(
+                    stream.as_raw_fd(),
+                    chunk.as_mut_ptr() as *mut libc::c_void,
+                    chunk.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            match got {
+                0 => return true,
                 // A server flooding us with unrequested data is broken too.
-                Ok(_) if self.rbuf.len() > 4 * MAX_MSG_SIZE => return true,
-                Ok(n) => self.rbuf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return true,
+                _ if got > 0 && self.rbuf.len() > 4 * MAX_MSG_SIZE => return true,
+                n if n > 0 => self.rbuf.extend_from_slice(&chunk[..n as usize]),
+                _ => match io::Error::last_os_error().kind() {
+                    io::ErrorKind::WouldBlock => return false,
+                    io::ErrorKind::Interrupted => {}
+                    _ => return true,
+                },
             }
         }
     }
@@ -103,19 +146,31 @@ impl TcpLink {
     }
 
     fn send(&mut self, deadline: Deadline) -> Result<(), Error> {
-        let stream = self.stream.as_mut().ok_or(Error::Closed)?;
+        let fd = self.stream.as_ref().ok_or(Error::Closed)?.as_raw_fd();
         let mut off = 0;
         while off < self.wbuf.len() {
-            // std sends with MSG_NOSIGNAL: a broken connection is an EPIPE
-            // error here, never a SIGPIPE killing the caller's program.
-            match stream.write(&self.wbuf[off..]) {
-                Ok(0) => return Err(Error::Closed),
-                Ok(n) => off += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait(stream.as_raw_fd(), true, deadline, None, Phase::Send)?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io(Phase::Send, e)),
+            let rest = &self.wbuf[off..];
+            // MSG_NOSIGNAL: a broken connection is an EPIPE error here,
+            // never a SIGPIPE killing the caller's program.
+            // SAFETY: `rest` is valid for its length; the socket is ours.
+            let sent = unsafe {
+                libc::send(
+                    fd,
+                    rest.as_ptr() as *const libc::c_void,
+                    rest.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            match sent {
+                0 => return Err(Error::Closed),
+                n if n > 0 => off += n as usize,
+                _ => match io::Error::last_os_error() {
+                    e if e.kind() == io::ErrorKind::WouldBlock => {
+                        wait(fd, true, deadline, None, Phase::Send)?;
+                    }
+                    e if e.kind() == io::ErrorKind::Interrupted => {}
+                    e => return Err(Error::io(Phase::Send, e)),
+                },
             }
         }
         Ok(())
@@ -138,11 +193,8 @@ impl TcpLink {
                 }
                 Ok(None) => {}
             }
+            self.arm_read_timeout(deadline)?;
             let stream = self.stream.as_mut().ok_or(Error::Closed)?;
-            // Wait first: the reply is hardly ever there the moment the
-            // request left, and a read that finds nothing costs a system
-            // call and a buffer fill per request.
-            wait(stream.as_raw_fd(), false, deadline, None, Phase::Receive)?;
             let start = self.rbuf.len();
             self.rbuf.resize(start + READ_CHUNK, 0);
             let got = stream.read(&mut self.rbuf[start..]);
@@ -154,9 +206,9 @@ impl TcpLink {
             match got {
                 Ok(0) => return Err(Error::Closed),
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait(stream.as_raw_fd(), false, deadline, None, Phase::Receive)?;
-                }
+                // The receive timeout ran out: the deadline is checked
+                // when the next read is armed.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Error::io(Phase::Receive, e)),
             }
