@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# A/B of server builds through libnmdb: runs tests/c/bench.c's loops
+# against each given nmdb binary in turn, twice, everything pinned to one
+# CPU, and prints the time per iteration and the server's CPU time (from
+# /proc/PID/task/*/schedstat) for:
+#   - 1 client: 50000 `set` (asynchronous writes), 30000 `set-get`
+#     (a write, then a read of a key never written);
+#   - 8 clients at once: 10000 `set` each;
+# over TCP and UDP.
+# Usage: scripts/compare-servers.sh NMDB_BINARY...   (needs `make` first)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+rel=${CARGO_TARGET_DIR:-$top/target}/release
+cpu=${BENCH_CPU:-0}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+[ $# -ge 1 ] || { echo "usage: $0 NMDB_BINARY..." >&2; exit 2; }
+
+cc -std=c99 -O2 -I "$top/include" -I "$top/tests/c" "$top/tests/c/bench.c" \
+    "$rel/libnmdb.a" -lgcc_s -lutil -lrt -lpthread -lm -ldl -o "$work/bench"
+
+# Milliseconds of CPU all threads of process $1 have used.
+cpu_ms() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s / 1e6}'; }
+
+for round in 1 2; do
+    for bin in "$@"; do
+        dir=$(mktemp -d -p "$work")
+        taskset -c "$cpu" "$bin" -f --no-tipc --no-sctp -T 127.0.0.1 -U 127.0.0.1 -t 0 -u 0 \
+            -d "$dir/db" -o "$dir/log" &
+        server=$!
+        until grep -q ready "$dir/log" 2>/dev/null; do sleep 0.05; done
+        for t in tcp udp; do
+            port=$(grep -o "listening on $t 127.0.0.1:[0-9]*" "$dir/log" | grep -o '[0-9]*$')
+            for loop in set set-get; do
+                n=$([ "$loop" = set ] && echo 50000 || echo 30000)
+                before=$(cpu_ms "$server")
+                line=$(taskset -c "$cpu" "$work/bench" "$t" 127.0.0.1 "$port" "$n" "$loop" | head -1)
+                echo "round $round $(basename "$bin"): 1 client, $line; server $(($(cpu_ms "$server") - before)) ms"
+            done
+            before=$(cpu_ms "$server")
+            start=$(date +%s%N)
+            clients=()
+            for _ in 1 2 3 4 5 6 7 8; do
+                taskset -c "$cpu" "$work/bench" "$t" 127.0.0.1 "$port" 10000 set >/dev/null &
+                clients+=($!)
+            done
+            wait "${clients[@]}"
+            took=$((($(date +%s%N) - start) / 1000000))
+            echo "round $round $(basename "$bin"): 8 clients, $t 10000 calls each: set $took ms; server $(($(cpu_ms "$server") - before)) ms"
+        done
+        kill "$server"
+        wait "$server" 2>/dev/null || true
+    done
+done
