@@ -102,9 +102,10 @@ fn dead_tcp_server_gives_the_error_value_after_the_timeout() {
     assert!(last_error().contains("timed out"), "{}", last_error());
 }
 
-/// A TCP server that sends each reply a few bytes at a time, `gap` apart.
-fn trickling_tcp_server(gap: Duration) -> FakeServer {
-    FakeServer::start(
+/// A TCP server that sends each reply a few bytes at a time, `gap` apart,
+/// and a handle using it with calls of `timeout_ms`.
+fn trickling_tcp_server(gap: Duration, timeout_ms: u32) -> (FakeServer, Db) {
+    let server = FakeServer::start(
         Kind::Tcp,
         Arc::new(move |msg, _| {
             let reply = tcp_frame(&reply_to(msg, 0, 0x801, &value_payload(b"trickled")));
@@ -113,15 +114,16 @@ fn trickling_tcp_server(gap: Duration) -> FakeServer {
                 .flat_map(|piece| [Out::Pause(gap), Out::Send(piece.to_vec())])
                 .collect()
         }),
-    )
+    );
+    let db = Db::new();
+    db.set_timeout(timeout_ms);
+    server.add_to(&db);
+    (server, db)
 }
 
 #[test]
 fn a_tcp_reply_arriving_in_pieces_is_put_together() {
-    let server = trickling_tcp_server(Duration::from_millis(20));
-    let db = Db::new();
-    db.set_timeout(2000);
-    server.add_to(&db);
+    let (_server, db) = trickling_tcp_server(Duration::from_millis(20), 2000);
     for _ in 0..2 {
         assert_eq!(db.get(b"k", 16), (8, b"trickled".to_vec()));
     }
@@ -132,10 +134,7 @@ fn a_tcp_reply_still_arriving_at_the_deadline_times_out_on_time() {
     // Every piece comes within the timeout of the one before, but the
     // whole reply (5 pieces, 100 ms apart) not within the call's: a wait
     // bounded per read instead of per call would return it.
-    let server = trickling_tcp_server(Duration::from_millis(100));
-    let db = Db::new();
-    db.set_timeout(250);
-    server.add_to(&db);
+    let (_server, db) = trickling_tcp_server(Duration::from_millis(100), 250);
     let start = Instant::now();
     assert_eq!(db.get(b"k", 16).0, -2);
     let took = start.elapsed();
