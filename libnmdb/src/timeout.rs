@@ -62,6 +62,18 @@ impl Deadline {
         }
     }
 
+    /// A socket receive timeout (`SO_RCVTIMEO`) for a read that must end
+    /// by the deadline: what is left in whole milliseconds, rounded down so
+    /// that successive calls with the same timeout ask for the same value
+    /// (and need not set it again), or exactly what is left under a
+    /// millisecond. `Ok(None)`: no limit.
+    pub fn read_timeout(&self) -> Result<Option<Duration>, Expired> {
+        Ok(self.remaining()?.map(|left| match left.as_millis() {
+            0 => left,
+            ms => Duration::from_millis(ms as u64),
+        }))
+    }
+
     /// Milliseconds for `poll()`, rounded up so that a wait never ends just
     /// before the deadline and spins; -1 waits forever; `None` once passed.
     /// `cap` shortens the wait (for resends).
@@ -109,6 +121,22 @@ mod tests {
         std::thread::sleep(Duration::from_millis(3));
         assert!(d.remaining().is_err());
         assert_eq!(d.poll_ms(None), None);
+    }
+
+    #[test]
+    fn read_timeout_is_whole_milliseconds_left_rounded_down() {
+        assert_eq!(Deadline::never().read_timeout(), Ok(None));
+        let left = Deadline::after_ms(5000).read_timeout().unwrap().unwrap();
+        assert!(left < Duration::from_millis(5000), "rounded down: {left:?}");
+        assert_eq!(left.subsec_nanos() % 1_000_000, 0, "whole ms: {left:?}");
+        let near = Deadline(Some(Instant::now() + Duration::from_micros(500)));
+        let t = near.read_timeout().unwrap().unwrap();
+        assert!(
+            t > Duration::ZERO && t <= Duration::from_micros(500),
+            "{t:?}"
+        );
+        let passed = Deadline(Some(Instant::now() - Duration::from_millis(1)));
+        assert_eq!(passed.read_timeout(), Err(Expired));
     }
 
     #[test]

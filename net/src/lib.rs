@@ -202,20 +202,8 @@ pub fn listen_backlog() -> libc::c_int {
 pub fn set_send_buffer(fd: RawFd, bytes: usize) -> io::Result<usize> {
     let half = libc::c_int::try_from(bytes / 2)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "send buffer too large"))?;
-    let set = |name| {
-        // SAFETY: the pointer and size describe `half`.
-        cvt(unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                name,
-                &half as *const libc::c_int as *const libc::c_void,
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        })
-    };
-    if set(libc::SO_SNDBUFFORCE).is_err() {
-        set(libc::SO_SNDBUF)?;
+    if setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &half).is_err() {
+        setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, &half)?;
     }
     let mut applied: libc::c_int = 0;
     let mut len = size_of::<libc::c_int>() as libc::socklen_t;
@@ -230,6 +218,21 @@ pub fn set_send_buffer(fd: RawFd, bytes: usize) -> io::Result<usize> {
         )
     })?;
     Ok(applied.max(0) as usize)
+}
+
+/// `setsockopt` on `fd` with a plain-data value.
+fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: the pointer and size describe `value`; the kernel only reads it.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            value as *const T as *const libc::c_void,
+            size_of::<T>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
 }
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -496,17 +499,7 @@ impl DgramSocket {
         name: libc::c_int,
         value: &T,
     ) -> io::Result<()> {
-        // SAFETY: the pointer and size describe `value`.
-        cvt(unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                level,
-                name,
-                value as *const T as *const libc::c_void,
-                size_of::<T>() as libc::socklen_t,
-            )
-        })
-        .map(drop)
+        setsockopt(self.fd.as_raw_fd(), level, name, value)
     }
 
     /// Receives one message; `WouldBlock` when the read timeout passed.

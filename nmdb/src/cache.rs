@@ -421,8 +421,7 @@ impl Locked<'_> {
 
     pub fn set(&mut self, key: &[u8], value: &[u8]) {
         self.written();
-        let b = self.bucket;
-        self.stripe.insert_front(b, key, value);
+        self.fill(key, value);
     }
 
     /// Stores a value of `key`, which missed, just read from the database

@@ -87,15 +87,9 @@ impl TcpLink {
 
     /// Bounds the next read by what is left of `deadline`.
     fn arm_read_timeout(&mut self, deadline: Deadline) -> Result<(), Error> {
-        let wanted = match deadline.remaining() {
-            Err(_) => return Err(Error::Timeout(Phase::Receive)),
-            Ok(None) => None,
-            Ok(Some(left)) => Some(match left.as_millis() {
-                // Under a millisecond: exactly what is left.
-                0 => left,
-                ms => Duration::from_millis(ms as u64),
-            }),
-        };
+        let wanted = deadline
+            .read_timeout()
+            .map_err(|_| Error::Timeout(Phase::Receive))?;
         if wanted != self.read_timeout {
             let stream = self.stream.as_ref().ok_or(Error::Closed)?;
             stream

@@ -40,7 +40,10 @@
 mod server;
 
 use nmdb_proto::frame::next_frame;
-use nmdb_proto::{Reply, ReplyCode, Request, FLAGS_CACHE_ONLY, FLAGS_SYNC, MAX_MSG_SIZE};
+use nmdb_proto::{
+    begin_frame, end_frame, Answer, Reply, ReplyCode, Request, FLAGS_CACHE_ONLY, FLAGS_SYNC,
+    MAX_MSG_SIZE,
+};
 use server::{process_cpu_time, BenchServer};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -118,10 +121,25 @@ fn message(t: Transport, req: Request<'_>, flags: u16) -> Vec<u8> {
     out
 }
 
+/// What the echo servers answer to every message: an OK reply, the size of
+/// nmdb's to a SET (12 bytes on TCP with the length, 8 on UDP).
+fn echo_reply(t: Transport) -> Vec<u8> {
+    let mut out = Vec::new();
+    let ok = Answer::Code(ReplyCode::Ok);
+    match t {
+        Transport::Tcp => {
+            let start = begin_frame(&mut out);
+            ok.encode(1, &mut out);
+            end_frame(&mut out, start);
+        }
+        Transport::Udp => ok.encode(1, &mut out),
+    }
+    out
+}
+
 /// The echo server, run as `nmdb-bench --echo-server`: a process of its own
 /// like nmdb, so that its CPU time is measured the same way. It answers
-/// every message with a reply of the size nmdb's has (12 bytes on TCP with
-/// the length, 8 on UDP) and prints its addresses on one line.
+/// every message with [`echo_reply`] and prints its addresses on one line.
 fn serve_echo() -> ! {
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -133,7 +151,7 @@ fn serve_echo() -> ! {
     std::io::stdout().flush().unwrap();
     std::thread::spawn(move || {
         let mut buf = [0u8; 65536];
-        let reply = [0, 0, 0, 1, 0, 0, 8, 3];
+        let reply = echo_reply(Transport::Udp);
         while let Ok((_, peer)) = udp.recv_from(&mut buf) {
             let _ = udp.send_to(&reply, peer);
         }
@@ -143,7 +161,7 @@ fn serve_echo() -> ! {
             let mut s = s;
             s.set_nodelay(true).unwrap();
             let mut buf = Vec::new();
-            let reply = [0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 8, 3];
+            let reply = echo_reply(Transport::Tcp);
             let mut chunk = [0u8; 65536];
             loop {
                 while let Ok(Some(total)) = next_frame(&buf, MAX_MSG_SIZE) {
@@ -196,7 +214,8 @@ fn serve_event_loop_echo() -> ! {
     watch(udp.as_raw_fd());
     let mut conns: HashMap<i32, (TcpStream, Vec<u8>)> = HashMap::new();
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
-    let (mut chunk, tcp_reply) = ([0u8; 65536], [0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 8, 3]);
+    let mut chunk = [0u8; 65536];
+    let (tcp_reply, udp_reply) = (echo_reply(Transport::Tcp), echo_reply(Transport::Udp));
     loop {
         // SAFETY: `events` is valid for 64 entries.
         let n = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), 64, -1) };
@@ -211,7 +230,7 @@ fn serve_event_loop_echo() -> ! {
                 }
             } else if fd == udp.as_raw_fd() {
                 while let Ok((_, peer)) = udp.recv_from(&mut chunk) {
-                    let _ = udp.send_to(&[0, 0, 0, 1, 0, 0, 8, 3], peer);
+                    let _ = udp.send_to(&udp_reply, peer);
                 }
             } else if let Some((s, buf)) = conns.get_mut(&fd) {
                 let open = loop {
