@@ -28,6 +28,19 @@ fn del(key: &[u8], flags: u16) -> Vec<u8> {
     msg(Request::Del { key }, 1, flags)
 }
 
+/// Asserts that keys `{prefix}-0` to `{prefix}-{n - 1}` are in the database,
+/// key `i` holding `i` in 4 big-endian bytes.
+fn assert_numbered_values_kept(c: &mut TcpClient, prefix: &str, n: u32) {
+    for i in 0..n {
+        let key = format!("{prefix}-{i}");
+        assert_eq!(
+            data(&c.call(&get(key.as_bytes(), 0))),
+            i.to_be_bytes(),
+            "{key} lost"
+        );
+    }
+}
+
 /// Runs the same scenario over TCP and over UDP.
 fn both_transports(f: impl Fn(&mut dyn FnMut(&[u8]) -> Vec<u8>)) {
     let dir = TempDir::new("both");
@@ -257,14 +270,7 @@ fn changes_written_over_a_recycled_database_log_survive_kill_9() {
             "{key} is back"
         );
     }
-    for i in 0..100u32 {
-        let key = format!("kept-{i}");
-        assert_eq!(
-            data(&c.call(&get(key.as_bytes(), 0))),
-            i.to_be_bytes(),
-            "{key} lost"
-        );
-    }
+    assert_numbered_values_kept(&mut c, "kept", 100);
     server.stop();
 }
 
@@ -468,14 +474,7 @@ fn sigterm_applies_thousands_of_queued_async_sets() {
     server.stop();
     let server = TestServer::start(&dir, &["-c", "1"]);
     let mut c = server.tcp_client();
-    for i in 0..N {
-        let key = format!("async-{i}");
-        assert_eq!(
-            data(&c.call(&get(key.as_bytes(), 0))),
-            i.to_be_bytes(),
-            "{key} lost"
-        );
-    }
+    assert_numbered_values_kept(&mut c, "async", N);
     server.stop();
 }
 
