@@ -84,6 +84,59 @@ fn udp_writes_are_never_sent_twice() {
 }
 
 #[test]
+fn a_slow_udp_reply_is_waited_for_past_the_first_resend_time() {
+    // Each reply comes 250 ms after its request: past the first resend
+    // time (100 ms), within the call's timeout.
+    let server = FakeServer::start(
+        Kind::Udp,
+        Arc::new(|msg, _| {
+            let r = if msg[5] == 0x01 {
+                reply_to(msg, 0, 0x801, &value_payload(b"slow"))
+            } else {
+                reply_to(msg, 0, 0x803, &[])
+            };
+            vec![Out::Pause(Duration::from_millis(250)), Out::Send(r)]
+        }),
+    );
+    let db = Db::new();
+    db.set_timeout(2000);
+    server.add_to(&db);
+    assert_eq!(db.set(b"k", b"v"), 1);
+    assert_eq!(server.received().len(), 1, "a write is never resent");
+    assert_eq!(db.get(b"k", 8), (4, b"slow".to_vec()));
+    // The server answers one message at a time: by the time this write's
+    // reply comes, it has answered the read's resend too (a reply the
+    // write skipped by its id).
+    assert_eq!(db.set(b"k", b"v"), 1);
+    let received = server.received();
+    assert_eq!(
+        received.len(),
+        4,
+        "write, read, its resend at 100 ms, write"
+    );
+    assert_eq!(received[1], received[2]);
+}
+
+#[test]
+fn an_unanswered_udp_read_is_resent_at_growing_intervals_until_the_deadline() {
+    let server = lossy_server(Kind::Udp, usize::MAX);
+    let db = Db::new();
+    db.set_timeout(500);
+    server.add_to(&db);
+    let start = Instant::now();
+    assert_eq!(db.get(b"k", 8).0, -2);
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(495) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    assert!(last_error().contains("timed out"), "{}", last_error());
+    // Sent at 0, then at 100 and 300 ms (intervals 100, 200); the next
+    // would be at 700 ms, past the deadline.
+    assert_eq!(server.received().len(), 3);
+}
+
+#[test]
 fn dead_tcp_server_gives_the_error_value_after_the_timeout() {
     // Accepts (through the backlog) but never answers.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -47,6 +47,11 @@ impl Deadline {
         Deadline((ms != 0).then(|| Instant::now() + Duration::from_millis(u64::from(ms))))
     }
 
+    /// `d` from now.
+    pub fn after(d: Duration) -> Self {
+        Deadline(Some(Instant::now() + d))
+    }
+
     pub fn never() -> Self {
         Deadline(None)
     }
@@ -76,14 +81,8 @@ impl Deadline {
 
     /// Milliseconds for `poll()`, rounded up so that a wait never ends just
     /// before the deadline and spins; -1 waits forever; `None` once passed.
-    /// `cap` shortens the wait (for resends).
-    pub fn poll_ms(&self, cap: Option<Duration>) -> Option<i32> {
-        let left = self.remaining().ok()?;
-        let wait = match (left, cap) {
-            (Some(l), Some(c)) => Some(l.min(c)),
-            (l, c) => l.or(c),
-        };
-        Some(match wait {
+    pub fn poll_ms(&self) -> Option<i32> {
+        Some(match self.remaining().ok()? {
             None => -1,
             Some(d) => {
                 let ms = d.as_micros().div_ceil(1000);
@@ -111,8 +110,7 @@ mod tests {
     fn zero_timeout_never_expires() {
         let d = Deadline::after_ms(0);
         assert_eq!(d.remaining(), Ok(None));
-        assert_eq!(d.poll_ms(None), Some(-1));
-        assert_eq!(d.poll_ms(Some(Duration::from_millis(100))), Some(100));
+        assert_eq!(d.poll_ms(), Some(-1));
     }
 
     #[test]
@@ -120,7 +118,7 @@ mod tests {
         let d = Deadline::after_ms(1);
         std::thread::sleep(Duration::from_millis(3));
         assert!(d.remaining().is_err());
-        assert_eq!(d.poll_ms(None), None);
+        assert_eq!(d.poll_ms(), None);
     }
 
     #[test]
@@ -140,10 +138,10 @@ mod tests {
     }
 
     #[test]
-    fn poll_wait_is_capped_and_rounded_up() {
-        let d = Deadline::after_ms(10_000);
-        assert_eq!(d.poll_ms(Some(Duration::from_micros(1500))), Some(2));
-        let ms = d.poll_ms(None).unwrap();
+    fn poll_wait_is_rounded_up() {
+        let d = Deadline::after(Duration::from_micros(1500));
+        assert_eq!(d.poll_ms(), Some(2));
+        let ms = Deadline::after_ms(10_000).poll_ms().unwrap();
         assert!((9_000..=10_000).contains(&ms), "{ms}");
     }
 }

@@ -647,13 +647,25 @@ impl DgramSocket {
 
     /// Sends one message to `addr`.
     pub fn send_to(&self, msg: &[u8], addr: &SockAddr) -> io::Result<usize> {
+        self.sendto(msg, addr, libc::MSG_NOSIGNAL)
+    }
+
+    /// Sends one message to `addr`, or fails with `WouldBlock` where
+    /// [`DgramSocket::send_to`] would wait (the send buffer is full, an
+    /// SCTP association is being set up): a blocking socket whose receives
+    /// wait and whose sends do not.
+    pub fn send_to_without_waiting(&self, msg: &[u8], addr: &SockAddr) -> io::Result<usize> {
+        self.sendto(msg, addr, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+    }
+
+    fn sendto(&self, msg: &[u8], addr: &SockAddr, flags: libc::c_int) -> io::Result<usize> {
         // SAFETY: `msg` and `addr` are valid for the lengths given.
         cvt_size(unsafe {
             libc::sendto(
                 self.fd.as_raw_fd(),
                 msg.as_ptr() as *const libc::c_void,
                 msg.len(),
-                libc::MSG_NOSIGNAL,
+                flags,
                 addr.as_ptr(),
                 addr.len,
             )

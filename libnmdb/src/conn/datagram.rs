@@ -1,76 +1,78 @@
 //! The exchange logic shared by the datagram transports (UDP, TIPC, SCTP:
-//! one message per request, each implementing [`DatagramSocket`]).
+//! one message per request).
 //!
 //! A datagram can be lost, so waiting is bounded by the deadline, and a
 //! request that is safe to repeat is sent again at growing intervals. Each
 //! server has its own socket, so anything arriving on it is a reply from
 //! that server; the id tells the current reply from a late one.
+//!
+//! The socket is blocking, and waiting for the reply is the receive itself,
+//! bounded by the socket's receive timeout (`SO_RCVTIMEO`): a call is a
+//! send and a receive, two system calls, not a receive that finds nothing
+//! yet, a `poll` and a second receive. Sends never wait (`MSG_DONTWAIT`),
+//! as on a non-blocking socket.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::time::Duration;
 
-use super::wait::{wait, Ready};
 use super::{check_size, reply_id, Exchange, Link, MAX_REPLY_LEN};
 use crate::error::{Error, Phase};
-use crate::timeout::{RESEND_FIRST, RESEND_MAX};
+use crate::timeout::{Deadline, RESEND_FIRST, RESEND_MAX};
 
-/// What a datagram transport must provide. Sockets are non-blocking.
-pub trait DatagramSocket: Send {
-    /// Sends one whole message to the server.
-    fn send(&self, msg: &[u8]) -> io::Result<usize>;
-    /// Receives one datagram.
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
-    fn fd(&self) -> RawFd;
+pub struct DatagramLink {
+    socket: nmdb_net::DgramSocket,
+    /// Where every request goes (a UDP or SCTP server, TIPC's multicast
+    /// name).
+    to: nmdb_net::SockAddr,
     /// The largest message this transport carries.
-    fn max_message(&self) -> usize;
-}
-
-/// A raw message socket and the address every request goes to (a UDP or
-/// SCTP server, TIPC's multicast name).
-pub struct SocketTo {
-    pub socket: nmdb_net::DgramSocket,
-    pub to: nmdb_net::SockAddr,
-    pub max_message: usize,
-}
-
-impl DatagramSocket for SocketTo {
-    fn send(&self, msg: &[u8]) -> io::Result<usize> {
-        self.socket.send_to(msg, &self.to)
-    }
-
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.socket.recv_from(buf).map(|(n, _)| n)
-    }
-
-    fn fd(&self) -> RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(&self.socket)
-    }
-
-    fn max_message(&self) -> usize {
-        self.max_message
-    }
-}
-
-pub struct DatagramLink<S> {
-    socket: S,
+    max_message: usize,
     wbuf: Vec<u8>,
     rbuf: Vec<u8>,
+    /// The socket's receive timeout now (`None`: none, wait forever).
+    read_timeout: Option<Duration>,
 }
 
-impl<S: DatagramSocket> DatagramLink<S> {
-    pub fn new(socket: S) -> Self {
+/// When the wait for a reply stops to send the request again.
+struct Resend {
+    at: Deadline,
+    interval: Duration,
+}
+
+impl Resend {
+    fn first() -> Self {
+        Resend {
+            at: Deadline::after(RESEND_FIRST),
+            interval: RESEND_FIRST,
+        }
+    }
+
+    fn next(&self) -> Self {
+        let interval = (self.interval * 2).min(RESEND_MAX);
+        Resend {
+            at: Deadline::after(interval),
+            interval,
+        }
+    }
+}
+
+impl DatagramLink {
+    /// A link over `socket` (blocking: receives wait) to `to`.
+    pub fn new(socket: nmdb_net::DgramSocket, to: nmdb_net::SockAddr, max_message: usize) -> Self {
         DatagramLink {
             socket,
+            to,
+            max_message,
             wbuf: Vec::new(),
             // One byte more than the largest valid reply, so that an
             // over-long (cut) datagram is recognisable.
             rbuf: vec![0; MAX_REPLY_LEN + 1],
+            read_timeout: None,
         }
     }
 
     fn send(&self) -> Result<(), Error> {
         loop {
-            match self.socket.send(&self.wbuf) {
+            match self.socket.send_to_without_waiting(&self.wbuf, &self.to) {
                 Ok(n) if n == self.wbuf.len() => return Ok(()),
                 Ok(_) => {
                     let e = io::Error::other("the datagram was sent only in part");
@@ -81,42 +83,69 @@ impl<S: DatagramSocket> DatagramLink<S> {
             }
         }
     }
+
+    /// Bounds the next receive by the deadline and by `cap`, the time
+    /// until the next resend.
+    fn arm_read_timeout(&mut self, deadline: Deadline, cap: Option<Duration>) -> Result<(), Error> {
+        let left = deadline
+            .read_timeout()
+            .map_err(|_| Error::Timeout(Phase::Receive))?;
+        let wanted = match (left, cap) {
+            (Some(l), Some(c)) => Some(l.min(c)),
+            (l, c) => l.or(c),
+        };
+        if wanted != self.read_timeout {
+            self.socket
+                .set_read_timeout(wanted)
+                .map_err(|e| Error::io(Phase::Receive, e))?;
+            self.read_timeout = wanted;
+        }
+        Ok(())
+    }
 }
 
-impl<S: DatagramSocket> Link for DatagramLink<S> {
+impl Link for DatagramLink {
     fn call(&mut self, ex: &Exchange<'_>) -> Result<&[u8], Error> {
         self.wbuf.clear();
         ex.request.encode(ex.id, ex.flags, &mut self.wbuf);
-        check_size(self.wbuf.len(), self.socket.max_message())?;
+        check_size(self.wbuf.len(), self.max_message)?;
 
         self.send()?;
-        let mut resend_after = ex.may_resend().then_some(RESEND_FIRST);
+        // Every call's first wait ends by the first resend time, writes'
+        // too (they are never resent: they just wait on), so that calls of
+        // any kind with the same timeout find the receive timeout already
+        // set.
+        let mut resend = Some(Resend::first());
         loop {
-            match self.socket.recv(&mut self.rbuf) {
-                Ok(n) if n <= MAX_REPLY_LEN && reply_id(&self.rbuf[..n]) == Some(ex.id) => {
+            if let Some(due) = resend.as_ref().filter(|r| r.at.remaining().is_err()) {
+                resend = if ex.may_resend() {
+                    self.send()?;
+                    Some(due.next())
+                } else {
+                    None
+                };
+            }
+            let until_resend = match resend.as_ref().map(|r| r.at.read_timeout()) {
+                None | Some(Ok(None)) => None,
+                Some(Ok(Some(left))) => Some(left),
+                // Passed since the check above: wake at once to resend.
+                Some(Err(_)) => Some(Duration::ZERO),
+            };
+            self.arm_read_timeout(ex.deadline, until_resend)?;
+            match self.socket.recv_from(&mut self.rbuf) {
+                Ok((n, _)) if n <= MAX_REPLY_LEN && reply_id(&self.rbuf[..n]) == Some(ex.id) => {
                     return Ok(&self.rbuf[..n]);
                 }
                 // Someone else's (late) reply, a runt, or an over-long one.
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // The receive timeout ran out: the deadline is checked when
+                // the next receive is armed, the resend time before.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 // An ICMP error for an earlier datagram surfaces here on
                 // some systems; the server may still answer this one.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
                 Err(e) => return Err(Error::io(Phase::Receive, e)),
-            }
-            match wait(
-                self.socket.fd(),
-                false,
-                ex.deadline,
-                resend_after,
-                Phase::Receive,
-            )? {
-                Ready::Yes => {}
-                Ready::CapElapsed => {
-                    self.send()?;
-                    resend_after = resend_after.map(|d| (d * 2).min(RESEND_MAX));
-                }
             }
         }
     }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use nmdb_proto::MAX_MSG_SIZE;
 
-use super::datagram::{DatagramLink, SocketTo};
+use super::datagram::DatagramLink;
 use super::Link;
 use crate::error::{Error, Phase};
 
@@ -19,12 +19,9 @@ pub fn open(server: SocketAddr) -> Result<Box<dyn Link>, Error> {
         }
         _ => Error::io(Phase::Connect, e),
     })?;
-    socket
-        .set_nonblocking()
-        .map_err(|e| Error::io(Phase::Connect, e))?;
-    Ok(Box::new(DatagramLink::new(SocketTo {
+    Ok(Box::new(DatagramLink::new(
         socket,
-        to: server.into(),
-        max_message: MAX_MSG_SIZE,
-    })))
+        server.into(),
+        MAX_MSG_SIZE,
+    )))
 }

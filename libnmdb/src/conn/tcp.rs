@@ -23,7 +23,7 @@ use std::time::Duration;
 use nmdb_proto::frame::{next_frame, TCP_PREFIX_LEN};
 use nmdb_proto::MAX_MSG_SIZE;
 
-use super::wait::wait;
+use super::wait::wait_writable;
 use super::{check_size, reply_id, Exchange, Link, MAX_REPLY_LEN};
 use crate::error::{Error, Phase};
 use crate::timeout::Deadline;
@@ -160,7 +160,7 @@ impl TcpLink {
                 n if n > 0 => off += n as usize,
                 _ => match io::Error::last_os_error() {
                     e if e.kind() == io::ErrorKind::WouldBlock => {
-                        wait(fd, true, deadline, None, Phase::Send)?;
+                        wait_writable(fd, deadline, Phase::Send)?;
                     }
                     e if e.kind() == io::ErrorKind::Interrupted => {}
                     e => return Err(Error::io(Phase::Send, e)),

@@ -6,7 +6,7 @@
 use nmdb_net::tipc::{rdm_socket, TipcAddr};
 use nmdb_proto::{MAX_MSG_SIZE, TIPC_SERVER_TYPE};
 
-use super::datagram::{DatagramLink, SocketTo};
+use super::datagram::DatagramLink;
 use super::Link;
 use crate::error::{Error, Phase};
 
@@ -17,18 +17,11 @@ pub fn open(instance: u32) -> Result<Box<dyn Link>, Error> {
         ),
         _ => Error::io(Phase::Connect, e),
     })?;
-    socket
-        .set_nonblocking()
-        .map_err(|e| Error::io(Phase::Connect, e))?;
     let to = TipcAddr::Mcast {
         service: TIPC_SERVER_TYPE,
         lower: instance,
         upper: instance,
     }
     .to_sockaddr();
-    Ok(Box::new(DatagramLink::new(SocketTo {
-        socket,
-        to,
-        max_message: MAX_MSG_SIZE,
-    })))
+    Ok(Box::new(DatagramLink::new(socket, to, MAX_MSG_SIZE)))
 }

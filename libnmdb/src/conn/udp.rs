@@ -10,21 +10,16 @@ use std::net::SocketAddr;
 use nmdb_net::{DgramSocket, SockAddr};
 use nmdb_proto::MAX_UDP_MSG_SIZE;
 
-use super::datagram::{DatagramLink, SocketTo};
+use super::datagram::DatagramLink;
 use crate::error::{Error, Phase};
 
-pub fn open(server: SocketAddr) -> Result<DatagramLink<SocketTo>, Error> {
+pub fn open(server: SocketAddr) -> Result<DatagramLink, Error> {
     let socket = DgramSocket::new(nmdb_net::inet_family(&server), libc::SOCK_DGRAM, 0)
         .and_then(|s| {
             // Binds a local port too.
             s.connect(&SockAddr::from(server))?;
-            s.set_nonblocking()?;
             Ok(s)
         })
         .map_err(|e| Error::io(Phase::Connect, e))?;
-    Ok(DatagramLink::new(SocketTo {
-        socket,
-        to: server.into(),
-        max_message: MAX_UDP_MSG_SIZE,
-    }))
+    Ok(DatagramLink::new(socket, server.into(), MAX_UDP_MSG_SIZE))
 }

@@ -1,36 +1,21 @@
-//! Waiting for a socket with `poll()`, bounded by a deadline. Sockets are
-//! non-blocking, so this is the only place a call blocks.
+//! Waiting with `poll()`, bounded by a deadline, for a socket that cannot
+//! take more to become writable. (Replies are waited for in the receive
+//! itself, bounded by the socket's receive timeout.)
 
 use std::io;
 use std::os::fd::RawFd;
-use std::time::Duration;
 
 use crate::error::{Error, Phase};
 use crate::timeout::Deadline;
 
-/// What a wait ended with.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Ready {
-    Yes,
-    /// `cap` ran out before the deadline (time to re-send).
-    CapElapsed,
-}
-
-/// Waits until `fd` is readable (or writable when `write`), the deadline
-/// passes (a timeout error of `phase`), or `cap` elapses.
-pub fn wait(
-    fd: RawFd,
-    write: bool,
-    deadline: Deadline,
-    cap: Option<Duration>,
-    phase: Phase,
-) -> Result<Ready, Error> {
-    let events = if write { libc::POLLOUT } else { libc::POLLIN };
+/// Waits until `fd` is writable, or the deadline passes (a timeout error
+/// of `phase`).
+pub fn wait_writable(fd: RawFd, deadline: Deadline, phase: Phase) -> Result<(), Error> {
     loop {
-        let ms = deadline.poll_ms(cap).ok_or(Error::Timeout(phase))?;
+        let ms = deadline.poll_ms().ok_or(Error::Timeout(phase))?;
         let mut pfd = libc::pollfd {
             fd,
-            events,
+            events: libc::POLLOUT,
             revents: 0,
         };
         // SAFETY: one valid pollfd, count 1.
@@ -43,15 +28,9 @@ pub fn wait(
             return Err(Error::io(phase, e));
         }
         if n > 0 {
-            // Errors and hang-ups are reported by the read or write that
-            // follows, with their real cause.
-            return Ok(Ready::Yes);
-        }
-        if deadline.remaining().is_err() {
-            return Err(Error::Timeout(phase));
-        }
-        if cap.is_some() {
-            return Ok(Ready::CapElapsed);
+            // Errors and hang-ups are reported by the write that follows,
+            // with their real cause.
+            return Ok(());
         }
     }
 }
