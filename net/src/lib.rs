@@ -468,15 +468,6 @@ impl DgramSocket {
         Ok(addr)
     }
 
-    /// Makes every call return `WouldBlock` instead of waiting.
-    pub fn set_nonblocking(&self) -> io::Result<()> {
-        let fd = self.fd.as_raw_fd();
-        // SAFETY: fcntl on our own descriptor with integer arguments.
-        let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
-        // SAFETY: as above.
-        cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
-    }
-
     /// Bounds how long `recv_from` blocks (`None`: forever).
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         let t = timeout.unwrap_or_default();
