@@ -6,6 +6,8 @@
 #   - 1 client: 50000 `set` (asynchronous writes), 30000 `set-get`
 #     (a write, then a read of a key never written);
 #   - 8 clients at once: 10000 `set` each;
+#   - with SYNC=1, also synchronous writes: 1 client 3000 `set-sync`, 8
+#     clients at once 1000 `set-sync` each;
 # over TCP and UDP.
 # Usage: scripts/compare-servers.sh NMDB_BINARY...   (needs `make` first)
 set -euo pipefail
@@ -22,6 +24,21 @@ cc -std=c99 -O2 -I "$top/include" -I "$top/tests/c" "$top/tests/c/bench.c" \
 # Milliseconds of CPU all threads of process $1 have used.
 cpu_ms() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s / 1e6}'; }
 
+# 8 clients at once on transport $1, port $2, each doing $3 calls of loop
+# $4: the wall time and the server's CPU time. Uses $server, $bin, $round.
+eight_clients() {
+    local before start took clients=()
+    before=$(cpu_ms "$server")
+    start=$(date +%s%N)
+    for _ in 1 2 3 4 5 6 7 8; do
+        taskset -c "$cpu" "$work/bench" "$1" 127.0.0.1 "$2" "$3" "$4" >/dev/null &
+        clients+=($!)
+    done
+    wait "${clients[@]}"
+    took=$((($(date +%s%N) - start) / 1000000))
+    echo "round $round $(basename "$bin"): 8 clients, $1 $3 calls each: $4 $took ms; server $(($(cpu_ms "$server") - before)) ms"
+}
+
 for round in 1 2; do
     for bin in "$@"; do
         dir=$(mktemp -d -p "$work")
@@ -37,16 +54,13 @@ for round in 1 2; do
                 line=$(taskset -c "$cpu" "$work/bench" "$t" 127.0.0.1 "$port" "$n" "$loop" | head -1)
                 echo "round $round $(basename "$bin"): 1 client, $line; server $(($(cpu_ms "$server") - before)) ms"
             done
-            before=$(cpu_ms "$server")
-            start=$(date +%s%N)
-            clients=()
-            for _ in 1 2 3 4 5 6 7 8; do
-                taskset -c "$cpu" "$work/bench" "$t" 127.0.0.1 "$port" 10000 set >/dev/null &
-                clients+=($!)
-            done
-            wait "${clients[@]}"
-            took=$((($(date +%s%N) - start) / 1000000))
-            echo "round $round $(basename "$bin"): 8 clients, $t 10000 calls each: set $took ms; server $(($(cpu_ms "$server") - before)) ms"
+            eight_clients "$t" "$port" 10000 set
+            if [ "${SYNC:-0}" = 1 ]; then
+                before=$(cpu_ms "$server")
+                line=$(taskset -c "$cpu" "$work/bench" "$t" 127.0.0.1 "$port" 3000 set-sync | head -1)
+                echo "round $round $(basename "$bin"): 1 client, $line; server $(($(cpu_ms "$server") - before)) ms"
+                eight_clients "$t" "$port" 1000 set-sync
+            fi
         done
         kill "$server"
         wait "$server" 2>/dev/null || true

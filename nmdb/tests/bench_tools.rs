@@ -36,3 +36,31 @@ fn the_event_loop_section_of_nmdb_bench_prints_every_case() {
         assert!(rates.iter().all(|&r| r > 0.0), "{line}");
     }
 }
+
+#[test]
+fn the_sync_disk_summary_of_nmdb_bench_sets_nmdb_beside_the_fsync_echo() {
+    let out = Command::new(env!("CARGO_BIN_EXE_nmdb-bench"))
+        .args(["--nmdb", env!("CARGO_BIN_EXE_nmdb")])
+        .args(["--only", "tcp sync disk set", "--ops", "1000", "--rounds", "1"])
+        .args(["--clients", "2"])
+        .output()
+        .expect("run nmdb-bench");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("tcp sync set "))
+        .unwrap_or_else(|| panic!("no summary line in:\n{text}"));
+    // 1 client, fdatasync µs, limit, ratio%, fsync echo, ratio%, 2
+    // clients, scaling×, requests/fsync: every figure measured.
+    let figures: Vec<f64> = line["tcp sync set".len()..]
+        .split_whitespace()
+        .filter_map(|w| w.trim_end_matches(['%', '×']).parse().ok())
+        .collect();
+    assert_eq!(figures.len(), 9, "{line}");
+    assert!(figures.iter().all(|f| *f > 0.0), "{line}");
+}

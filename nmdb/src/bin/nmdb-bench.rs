@@ -19,7 +19,10 @@
 //!    interleaved, and the median is shown, so that a disturbance in one
 //!    round does not decide the figure. Synchronous writes at the default
 //!    durability are also set against their own limit, one fdatasync plus
-//!    one round trip, and their 8-client rate against the 1-client one.
+//!    one round trip, and against an fsync echo server (the echo server
+//!    appending each request to a file and fdatasyncing it before it
+//!    answers: a durable server with nothing else to do), and their
+//!    8-client rate against the 1-client one.
 //! 3. Recycled log: synchronous writes once RocksDB writes its log over a
 //!    recycled file (a server that has taken its first ~130 MB of writes),
 //!    against the limits from fdatasync of appends and of overwrites in
@@ -140,7 +143,20 @@ fn echo_reply(t: Transport) -> Vec<u8> {
 /// The echo server, run as `nmdb-bench --echo-server`: a process of its own
 /// like nmdb, so that its CPU time is measured the same way. It answers
 /// every message with [`echo_reply`] and prints its addresses on one line.
-fn serve_echo() -> ! {
+///
+/// With a `log` (`--fsync-echo-server DIR`), it first appends each message
+/// to that file, preallocated as RocksDB does a new log, and fdatasyncs it:
+/// the least a server that answers once a write is on disk does, with
+/// nothing between the network and the disk. It serves one client at a
+/// time well (each fdatasync is its own, not shared by a group).
+fn serve_echo(log: Option<std::fs::File>) -> ! {
+    let log = log.map(std::sync::Arc::new);
+    let logged = |log: &Option<std::sync::Arc<std::fs::File>>, msg: &[u8]| {
+        if let Some(mut file) = log.as_deref() {
+            file.write_all(msg).expect("append to the log");
+            file.sync_data().expect("fdatasync the log");
+        }
+    };
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     println!(
@@ -149,14 +165,17 @@ fn serve_echo() -> ! {
         udp.local_addr().unwrap()
     );
     std::io::stdout().flush().unwrap();
+    let udp_log = log.clone();
     std::thread::spawn(move || {
         let mut buf = [0u8; 65536];
         let reply = echo_reply(Transport::Udp);
-        while let Ok((_, peer)) = udp.recv_from(&mut buf) {
+        while let Ok((n, peer)) = udp.recv_from(&mut buf) {
+            logged(&udp_log, &buf[..n]);
             let _ = udp.send_to(&reply, peer);
         }
     });
     for s in tcp.incoming().flatten() {
+        let log = log.clone();
         std::thread::spawn(move || {
             let mut s = s;
             s.set_nodelay(true).unwrap();
@@ -165,6 +184,7 @@ fn serve_echo() -> ! {
             let mut chunk = [0u8; 65536];
             loop {
                 while let Ok(Some(total)) = next_frame(&buf, MAX_MSG_SIZE) {
+                    logged(&log, &buf[..total]);
                     buf.drain(..total);
                     if s.write_all(&reply).is_err() {
                         return;
@@ -258,19 +278,30 @@ struct EchoServer {
     child: Child,
     tcp: SocketAddr,
     udp: SocketAddr,
+    /// The fsync echo server's log file.
+    log: Option<std::path::PathBuf>,
 }
 
 impl EchoServer {
     /// The blocking echo server, one thread per client.
     fn start() -> EchoServer {
-        Self::start_as("--echo-server")
+        Self::start_as(&["--echo-server"])
     }
 
-    /// `flag` picks which echo server: `--echo-server` or
-    /// `--event-loop-echo-server`.
-    fn start_as(flag: &str) -> EchoServer {
+    /// The blocking echo server fdatasyncing each message to a log in
+    /// `dir` before answering it; the log is removed with the server.
+    fn start_fsyncing(dir: &Path) -> EchoServer {
+        let log = dir.join(format!("nmdb-bench-fsync-echo-{}", std::process::id()));
+        let mut server = Self::start_as(&["--fsync-echo-server", &log.to_string_lossy()]);
+        server.log = Some(log);
+        server
+    }
+
+    /// `args` pick which echo server: `--echo-server`,
+    /// `--fsync-echo-server FILE` or `--event-loop-echo-server`.
+    fn start_as(args: &[&str]) -> EchoServer {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .arg(flag)
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the echo server");
@@ -284,6 +315,7 @@ impl EchoServer {
             tcp: addr(),
             udp: addr(),
             child,
+            log: None,
         }
     }
 }
@@ -292,6 +324,9 @@ impl Drop for EchoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(log) = &self.log {
+            let _ = std::fs::remove_file(log);
+        }
     }
 }
 
@@ -382,6 +417,24 @@ fn interleaved<const N: usize>(
         }
     }
     samples.map(median)
+}
+
+/// Creates the fsync echo server's log at `path`, its first 64 MiB
+/// allocated without changing its size, as RocksDB allocates a new log: each
+/// fdatasync writes the data and the new length, like the probe's appends.
+fn fsync_echo_log(path: &Path) -> std::fs::File {
+    use std::os::unix::io::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    // SAFETY: fallocate on a descriptor this function owns.
+    let preallocated =
+        unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, 64 << 20) };
+    assert_eq!(preallocated, 0, "fallocate {}", path.display());
+    file
 }
 
 /// How [`fdatasync_time`] writes its records.
@@ -516,7 +569,8 @@ fn parse_args() -> Options {
     while let Some(a) = args.next() {
         let mut val = || args.next().expect("option needs a value");
         match a.as_str() {
-            "--echo-server" => serve_echo(),
+            "--echo-server" => serve_echo(None),
+            "--fsync-echo-server" => serve_echo(Some(fsync_echo_log(Path::new(&val())))),
             "--event-loop-echo-server" => serve_event_loop_echo(),
             "--nmdb" => o.bin = val(),
             "--ops" => o.ops = val().parse().expect("--ops N"),
@@ -538,6 +592,8 @@ struct SyncFigure {
     clients: usize,
     nmdb: f64,
     echo: f64,
+    /// The fsync echo server's rate (1 client only).
+    fsync_echo: Option<f64>,
     /// Requests per fsync.
     group: f64,
     /// The disk's fdatasync time around this case: the disk of a VM
@@ -561,6 +617,7 @@ fn requests(o: &Options) {
         &["--durability", "process"],
     );
     let echo = EchoServer::start();
+    let fsync_echo = EchoServer::start_fsyncing(&probe_dir);
     println!(
         "== requests: ops/s, median of {} interleaved rounds; echo = the loopback round-trip limit",
         o.rounds
@@ -578,6 +635,13 @@ fn requests(o: &Options) {
         let echo_target = Target {
             addr: echo_addr,
             pid: echo.child.id(),
+        };
+        let fsync_echo_target = Target {
+            addr: match t {
+                Transport::Tcp => fsync_echo.tcp,
+                Transport::Udp => fsync_echo.udp,
+            },
+            pid: fsync_echo.child.id(),
         };
         for mode in [Mode::Cache, Mode::Normal, Mode::SyncDisk, Mode::SyncProcess] {
             let server = if mode == Mode::SyncProcess {
@@ -631,8 +695,17 @@ fn requests(o: &Options) {
                         _ => Duration::ZERO,
                     };
                     let probe_before = probe();
-                    let (a, b) =
-                        side_by_side(t, (target, echo_target), clients, ops, o.rounds, &make);
+                    // One client's synchronous writes also take turns with
+                    // the fsync echo's.
+                    let (a, b, fsynced) = if mode == Mode::SyncDisk && clients == 1 {
+                        let targets = [target, echo_target, fsync_echo_target];
+                        let [a, b, c] = interleaved(t, targets, clients, ops, o.rounds, &make);
+                        (a, b, Some(c.ops_per_sec))
+                    } else {
+                        let (a, b) =
+                            side_by_side(t, (target, echo_target), clients, ops, o.rounds, &make);
+                        (a, b, None)
+                    };
                     let fsync = (probe_before + probe()) / 2;
                     let group = match (before, commits()) {
                         (Some((f0, r0)), Some((f1, r1))) if f1 > f0 => (r1 - r0) / (f1 - f0),
@@ -652,6 +725,7 @@ fn requests(o: &Options) {
                             clients,
                             nmdb: a.ops_per_sec,
                             echo: b.ops_per_sec,
+                            fsync_echo: fsynced,
                             group,
                             fsync,
                         });
@@ -663,15 +737,19 @@ fn requests(o: &Options) {
     println!();
     println!(
         "== sync writes at --durability disk against the disk: limit = 1 / (fdatasync + round trip), \
-         fdatasync of 128-byte appends to a preallocated file in {} measured before and after the case",
+         fdatasync of 128-byte appends to a preallocated file in {} measured before and after the case; \
+         fsync echo = an echo server appending each request to a file there and fdatasyncing it before \
+         answering, interleaved with the 1-client case",
         probe_dir.display()
     );
     println!(
-        "{:<16} {:>9} {:>10} {:>9} {:>6}   {:>9} {:>8} {:>14}",
+        "{:<16} {:>9} {:>10} {:>9} {:>6}   {:>10} {:>6}   {:>9} {:>8} {:>14}",
         "case",
         "1 client",
         "fdatasync",
         "limit",
+        "ratio",
+        "fsync echo",
         "ratio",
         format!("{} clients", o.clients),
         "scaling",
@@ -684,13 +762,16 @@ fn requests(o: &Options) {
         let limit = 1.0 / (one.fsync.as_secs_f64() + 1.0 / one.echo);
         let (many_rate, scaling, group) =
             many.map_or((0.0, 0.0, 0.0), |m| (m.nmdb, m.nmdb / one.nmdb, m.group));
+        let fsync_echo = one.fsync_echo.unwrap_or(f64::NAN);
         println!(
-            "{:<16} {:>9.0} {:>7.0} µs {:>9.0} {:>5.0}%   {:>9.0} {:>7.1}× {:>14.1}",
+            "{:<16} {:>9.0} {:>7.0} µs {:>9.0} {:>5.0}%   {:>10.0} {:>5.0}%   {:>9.0} {:>7.1}× {:>14.1}",
             one.case,
             one.nmdb,
             one.fsync.as_secs_f64() * 1e6,
             limit,
             100.0 * one.nmdb / limit,
+            fsync_echo,
+            100.0 * one.nmdb / fsync_echo,
             many_rate,
             scaling,
             group
@@ -947,7 +1028,7 @@ fn metrics_cost(o: &Options) {
 fn event_loop_cost(o: &Options) {
     let server = BenchServer::start(o.bin.as_ref(), "bench-event-loop", true);
     let blocking = EchoServer::start();
-    let event_loop = EchoServer::start_as("--event-loop-echo-server");
+    let event_loop = EchoServer::start_as(&["--event-loop-echo-server"]);
     println!(
         "{:<26} {:>9} {:>11} {:>6}   {:>9} {:>6} {:>11}   {:>15}",
         "case", "echo", "event loop", "ratio", "nmdb", "ratio", "ratio to el", "cpu µs/req e/el/n"
