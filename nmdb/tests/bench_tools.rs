@@ -41,8 +41,8 @@ fn the_event_loop_section_of_nmdb_bench_prints_every_case() {
 fn the_sync_disk_summary_of_nmdb_bench_sets_nmdb_beside_the_fsync_echo() {
     let out = Command::new(env!("CARGO_BIN_EXE_nmdb-bench"))
         .args(["--nmdb", env!("CARGO_BIN_EXE_nmdb")])
-        .args(["--only", "tcp sync disk set", "--ops", "1000", "--rounds", "1"])
-        .args(["--clients", "2"])
+        .args(["--only", "tcp sync disk set"])
+        .args(["--ops", "1000", "--rounds", "1", "--clients", "2"])
         .output()
         .expect("run nmdb-bench");
     let text = String::from_utf8_lossy(&out.stdout);
