@@ -3,20 +3,27 @@
 
 use std::process::Command;
 
-#[test]
-fn the_event_loop_section_of_nmdb_bench_prints_every_case() {
+/// Runs nmdb-bench with `args` (2 clients, 1 round) against the nmdb
+/// built beside it; what it printed, once it has succeeded.
+fn nmdb_bench(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_nmdb-bench"))
         .args(["--nmdb", env!("CARGO_BIN_EXE_nmdb")])
-        .args(["--only", "event-loop", "--ops", "200", "--rounds", "1"])
-        .args(["--clients", "2"])
+        .args(["--rounds", "1", "--clients", "2"])
+        .args(args)
         .output()
         .expect("run nmdb-bench");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    text
+}
+
+#[test]
+fn the_event_loop_section_of_nmdb_bench_prints_every_case() {
+    let text = nmdb_bench(&["--only", "event-loop", "--ops", "200"]);
     for case in [
         "tcp get (1 client)",
         "tcp get (2 clients)",
@@ -39,18 +46,7 @@ fn the_event_loop_section_of_nmdb_bench_prints_every_case() {
 
 #[test]
 fn the_sync_disk_summary_of_nmdb_bench_sets_nmdb_beside_the_fsync_echo() {
-    let out = Command::new(env!("CARGO_BIN_EXE_nmdb-bench"))
-        .args(["--nmdb", env!("CARGO_BIN_EXE_nmdb")])
-        .args(["--only", "tcp sync disk set"])
-        .args(["--ops", "1000", "--rounds", "1", "--clients", "2"])
-        .output()
-        .expect("run nmdb-bench");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = nmdb_bench(&["--only", "tcp sync disk set", "--ops", "1000"]);
     let line = text
         .lines()
         .find(|l| l.starts_with("tcp sync set "))
