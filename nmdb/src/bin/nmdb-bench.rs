@@ -42,7 +42,8 @@
 #[path = "common/server.rs"]
 mod server;
 
-use nmdb_proto::frame::next_frame;
+use nmdb_proto::frame::{next_frame, TCP_PREFIX_LEN};
+use nmdb_proto::request::parse_header;
 use nmdb_proto::{
     begin_frame, end_frame, Answer, Reply, ReplyCode, Request, FLAGS_CACHE_ONLY, FLAGS_SYNC,
     MAX_MSG_SIZE,
@@ -124,20 +125,28 @@ fn message(t: Transport, req: Request<'_>, flags: u16) -> Vec<u8> {
     out
 }
 
-/// What the echo servers answer to every message: an OK reply, the size of
-/// nmdb's to a SET (12 bytes on TCP with the length, 8 on UDP).
-fn echo_reply(t: Transport) -> Vec<u8> {
-    let mut out = Vec::new();
+/// What the echo servers answer to every message: an OK reply carrying
+/// the request's id, the size of nmdb's to a SET (12 bytes on TCP with the
+/// length, 8 on UDP), so that a libnmdb program's writes take it too
+/// (`tests/c/bench.c set` or `set-sync` against an echo server). `msg` is the
+/// request as received (TCP: with its length); the reply replaces `out`'s
+/// contents.
+fn echo_reply(t: Transport, msg: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let body = match t {
+        Transport::Tcp => msg.get(TCP_PREFIX_LEN..).unwrap_or_default(),
+        Transport::Udp => msg,
+    };
+    let id = parse_header(body).map_or(0, |(_, h)| h.id);
     let ok = Answer::Code(ReplyCode::Ok);
     match t {
         Transport::Tcp => {
-            let start = begin_frame(&mut out);
-            ok.encode(1, &mut out);
-            end_frame(&mut out, start);
+            let start = begin_frame(out);
+            ok.encode(id, out);
+            end_frame(out, start);
         }
-        Transport::Udp => ok.encode(1, &mut out),
+        Transport::Udp => ok.encode(id, out),
     }
-    out
 }
 
 /// The echo server, run as `nmdb-bench --echo-server`: a process of its own
@@ -168,9 +177,10 @@ fn serve_echo(log: Option<std::fs::File>) -> ! {
     let udp_log = log.clone();
     std::thread::spawn(move || {
         let mut buf = [0u8; 65536];
-        let reply = echo_reply(Transport::Udp);
+        let mut reply = Vec::new();
         while let Ok((n, peer)) = udp.recv_from(&mut buf) {
             logged(&udp_log, &buf[..n]);
+            echo_reply(Transport::Udp, &buf[..n], &mut reply);
             let _ = udp.send_to(&reply, peer);
         }
     });
@@ -180,11 +190,12 @@ fn serve_echo(log: Option<std::fs::File>) -> ! {
             let mut s = s;
             s.set_nodelay(true).unwrap();
             let mut buf = Vec::new();
-            let reply = echo_reply(Transport::Tcp);
+            let mut reply = Vec::new();
             let mut chunk = [0u8; 65536];
             loop {
                 while let Ok(Some(total)) = next_frame(&buf, MAX_MSG_SIZE) {
                     logged(&log, &buf[..total]);
+                    echo_reply(Transport::Tcp, &buf[..total], &mut reply);
                     buf.drain(..total);
                     if s.write_all(&reply).is_err() {
                         return;
@@ -235,7 +246,7 @@ fn serve_event_loop_echo() -> ! {
     let mut conns: HashMap<i32, (TcpStream, Vec<u8>)> = HashMap::new();
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
     let mut chunk = [0u8; 65536];
-    let (tcp_reply, udp_reply) = (echo_reply(Transport::Tcp), echo_reply(Transport::Udp));
+    let mut reply = Vec::new();
     loop {
         // SAFETY: `events` is valid for 64 entries.
         let n = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), 64, -1) };
@@ -249,8 +260,9 @@ fn serve_event_loop_echo() -> ! {
                     conns.insert(s.as_raw_fd(), (s, Vec::new()));
                 }
             } else if fd == udp.as_raw_fd() {
-                while let Ok((_, peer)) = udp.recv_from(&mut chunk) {
-                    let _ = udp.send_to(&udp_reply, peer);
+                while let Ok((n, peer)) = udp.recv_from(&mut chunk) {
+                    echo_reply(Transport::Udp, &chunk[..n], &mut reply);
+                    let _ = udp.send_to(&reply, peer);
                 }
             } else if let Some((s, buf)) = conns.get_mut(&fd) {
                 let open = loop {
@@ -261,9 +273,10 @@ fn serve_event_loop_echo() -> ! {
                         Err(_) => break false,
                     }
                     while let Ok(Some(total)) = next_frame(buf, MAX_MSG_SIZE) {
+                        echo_reply(Transport::Tcp, &buf[..total], &mut reply);
                         buf.drain(..total);
                         // 12 bytes: an empty socket buffer always takes them.
-                        let _ = s.write(&tcp_reply);
+                        let _ = s.write(&reply);
                     }
                 };
                 if !open {
