@@ -34,6 +34,29 @@ pub fn parse_timeout(value: Option<&str>) -> u32 {
         .unwrap_or(DEFAULT_TIMEOUT_MS)
 }
 
+/// A socket's receive timeout (`SO_RCVTIMEO`) as last set, so that a call
+/// wanting the one already there (calls with the same timeout, the usual
+/// case) makes no system call. A new socket has none (`None`: waits
+/// forever), as does a new `ReadTimeout`.
+#[derive(Debug, Default)]
+pub struct ReadTimeout(Option<Duration>);
+
+impl ReadTimeout {
+    /// Gives the socket the timeout `wanted` through `set`, unless it has
+    /// it already.
+    pub fn arm(
+        &mut self,
+        wanted: Option<Duration>,
+        set: impl FnOnce(Option<Duration>) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        if wanted != self.0 {
+            set(wanted)?;
+            self.0 = wanted;
+        }
+        Ok(())
+    }
+}
+
 /// The deadline has passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expired;
@@ -135,6 +158,32 @@ mod tests {
         );
         let passed = Deadline(Some(Instant::now() - Duration::from_millis(1)));
         assert_eq!(passed.read_timeout(), Err(Expired));
+    }
+
+    #[test]
+    fn a_read_timeout_is_set_only_when_it_changes() {
+        let mut armed = ReadTimeout::default();
+        let mut sets = Vec::new();
+        let ms = |n| Some(Duration::from_millis(n));
+        for wanted in [None, ms(99), ms(99), ms(4999), ms(4999), None] {
+            armed
+                .arm(wanted, |t| {
+                    sets.push(t);
+                    Ok(())
+                })
+                .unwrap();
+        }
+        assert_eq!(sets, [ms(99), ms(4999), None]);
+        // A failed set is not taken for done.
+        let failed = armed.arm(ms(7), |_| Err(std::io::Error::other("refused")));
+        assert!(failed.is_err());
+        armed
+            .arm(ms(7), |t| {
+                sets.push(t);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(sets.last(), Some(&ms(7)));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::{check_size, reply_id, Exchange, Link, MAX_REPLY_LEN};
 use crate::error::{Error, Phase};
-use crate::timeout::{Deadline, RESEND_FIRST, RESEND_MAX};
+use crate::timeout::{Deadline, ReadTimeout, RESEND_FIRST, RESEND_MAX};
 
 pub struct DatagramLink {
     socket: nmdb_net::DgramSocket,
@@ -28,8 +28,7 @@ pub struct DatagramLink {
     max_message: usize,
     wbuf: Vec<u8>,
     rbuf: Vec<u8>,
-    /// The socket's receive timeout now (`None`: none, wait forever).
-    read_timeout: Option<Duration>,
+    read_timeout: ReadTimeout,
 }
 
 /// When the wait for a reply stops to send the request again.
@@ -44,6 +43,20 @@ impl Resend {
             at: Deadline::after(RESEND_FIRST),
             interval: RESEND_FIRST,
         }
+    }
+
+    fn due(&self) -> bool {
+        self.at.remaining().is_err()
+    }
+
+    /// How long a receive may wait before the resend: what is left, in
+    /// whole milliseconds rounded down as for the deadline; zero once due.
+    fn wait(&self) -> Duration {
+        self.at
+            .read_timeout()
+            .ok()
+            .flatten()
+            .unwrap_or(Duration::ZERO)
     }
 
     fn next(&self) -> Self {
@@ -66,7 +79,7 @@ impl DatagramLink {
             // One byte more than the largest valid reply, so that an
             // over-long (cut) datagram is recognisable.
             rbuf: vec![0; MAX_REPLY_LEN + 1],
-            read_timeout: None,
+            read_timeout: ReadTimeout::default(),
         }
     }
 
@@ -94,13 +107,10 @@ impl DatagramLink {
             (Some(l), Some(c)) => Some(l.min(c)),
             (l, c) => l.or(c),
         };
-        if wanted != self.read_timeout {
-            self.socket
-                .set_read_timeout(wanted)
-                .map_err(|e| Error::io(Phase::Receive, e))?;
-            self.read_timeout = wanted;
-        }
-        Ok(())
+        let socket = &self.socket;
+        self.read_timeout
+            .arm(wanted, |t| socket.set_read_timeout(t))
+            .map_err(|e| Error::io(Phase::Receive, e))
     }
 }
 
@@ -117,7 +127,7 @@ impl Link for DatagramLink {
         // set.
         let mut resend = Some(Resend::first());
         loop {
-            if let Some(due) = resend.as_ref().filter(|r| r.at.remaining().is_err()) {
+            if let Some(due) = resend.as_ref().filter(|r| r.due()) {
                 resend = if ex.may_resend() {
                     self.send()?;
                     Some(due.next())
@@ -125,13 +135,7 @@ impl Link for DatagramLink {
                     None
                 };
             }
-            let until_resend = match resend.as_ref().map(|r| r.at.read_timeout()) {
-                None | Some(Ok(None)) => None,
-                Some(Ok(Some(left))) => Some(left),
-                // Passed since the check above: wake at once to resend.
-                Some(Err(_)) => Some(Duration::ZERO),
-            };
-            self.arm_read_timeout(ex.deadline, until_resend)?;
+            self.arm_read_timeout(ex.deadline, resend.as_ref().map(Resend::wait))?;
             match self.socket.recv_from(&mut self.rbuf) {
                 Ok((n, _)) if n <= MAX_REPLY_LEN && reply_id(&self.rbuf[..n]) == Some(ex.id) => {
                     return Ok(&self.rbuf[..n]);

@@ -18,7 +18,6 @@
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
-use std::time::Duration;
 
 use nmdb_proto::frame::{next_frame, TCP_PREFIX_LEN};
 use nmdb_proto::MAX_MSG_SIZE;
@@ -26,7 +25,7 @@ use nmdb_proto::MAX_MSG_SIZE;
 use super::wait::wait_writable;
 use super::{check_size, reply_id, Exchange, Link, MAX_REPLY_LEN};
 use crate::error::{Error, Phase};
-use crate::timeout::Deadline;
+use crate::timeout::{Deadline, ReadTimeout};
 
 /// How much to ask the kernel for per read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -38,8 +37,7 @@ pub struct TcpLink {
     rbuf: Vec<u8>,
     /// Bytes at the front of `rbuf` already handed out (the last reply).
     consumed: usize,
-    /// The socket's receive timeout now (`None`: none, wait forever).
-    read_timeout: Option<Duration>,
+    read_timeout: ReadTimeout,
 }
 
 impl TcpLink {
@@ -51,7 +49,7 @@ impl TcpLink {
             wbuf: Vec::new(),
             rbuf: Vec::new(),
             consumed: 0,
-            read_timeout: None,
+            read_timeout: ReadTimeout::default(),
         };
         link.ensure_connected(deadline)?;
         Ok(link)
@@ -79,7 +77,7 @@ impl TcpLink {
             .set_nodelay(true)
             .map_err(|e| Error::io(Phase::Connect, e))?;
         self.stream = Some(stream);
-        self.read_timeout = None;
+        self.read_timeout = ReadTimeout::default();
         self.rbuf.clear();
         self.consumed = 0;
         Ok(())
@@ -90,14 +88,10 @@ impl TcpLink {
         let wanted = deadline
             .read_timeout()
             .map_err(|_| Error::Timeout(Phase::Receive))?;
-        if wanted != self.read_timeout {
-            let stream = self.stream.as_ref().ok_or(Error::Closed)?;
-            stream
-                .set_read_timeout(wanted)
-                .map_err(|e| Error::io(Phase::Receive, e))?;
-            self.read_timeout = wanted;
-        }
-        Ok(())
+        let stream = self.stream.as_ref().ok_or(Error::Closed)?;
+        self.read_timeout
+            .arm(wanted, |t| stream.set_read_timeout(t))
+            .map_err(|e| Error::io(Phase::Receive, e))
     }
 
     /// True when the server closed or reset the idle connection (it was

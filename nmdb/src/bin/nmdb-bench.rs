@@ -153,19 +153,13 @@ fn echo_reply(t: Transport, msg: &[u8], out: &mut Vec<u8>) {
 /// like nmdb, so that its CPU time is measured the same way. It answers
 /// every message with [`echo_reply`] and prints its addresses on one line.
 ///
-/// With a `log` (`--fsync-echo-server DIR`), it first appends each message
+/// With a `log` (`--fsync-echo-server FILE`), it first appends each message
 /// to that file, preallocated as RocksDB does a new log, and fdatasyncs it:
 /// the least a server that answers once a write is on disk does, with
 /// nothing between the network and the disk. It serves one client at a
 /// time well (each fdatasync is its own, not shared by a group).
 fn serve_echo(log: Option<std::fs::File>) -> ! {
     let log = log.map(std::sync::Arc::new);
-    let logged = |log: &Option<std::sync::Arc<std::fs::File>>, msg: &[u8]| {
-        if let Some(mut file) = log.as_deref() {
-            file.write_all(msg).expect("append to the log");
-            file.sync_data().expect("fdatasync the log");
-        }
-    };
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     println!(
@@ -179,7 +173,7 @@ fn serve_echo(log: Option<std::fs::File>) -> ! {
         let mut buf = [0u8; 65536];
         let mut reply = Vec::new();
         while let Ok((n, peer)) = udp.recv_from(&mut buf) {
-            logged(&udp_log, &buf[..n]);
+            logged(udp_log.as_deref(), &buf[..n]);
             echo_reply(Transport::Udp, &buf[..n], &mut reply);
             let _ = udp.send_to(&reply, peer);
         }
@@ -194,7 +188,7 @@ fn serve_echo(log: Option<std::fs::File>) -> ! {
             let mut chunk = [0u8; 65536];
             loop {
                 while let Ok(Some(total)) = next_frame(&buf, MAX_MSG_SIZE) {
-                    logged(&log, &buf[..total]);
+                    logged(log.as_deref(), &buf[..total]);
                     echo_reply(Transport::Tcp, &buf[..total], &mut reply);
                     buf.drain(..total);
                     if s.write_all(&reply).is_err() {
@@ -209,6 +203,15 @@ fn serve_echo(log: Option<std::fs::File>) -> ! {
         });
     }
     std::process::exit(0)
+}
+
+/// The fsync echo's work before it answers: `msg` appended to the log and
+/// fdatasynced (nothing without a log).
+fn logged(log: Option<&std::fs::File>, msg: &[u8]) {
+    if let Some(mut file) = log {
+        file.write_all(msg).expect("append to the log");
+        file.sync_data().expect("fdatasync the log");
+    }
 }
 
 /// The echo server as `nmdb-bench --event-loop-echo-server`: the same
@@ -333,6 +336,30 @@ impl EchoServer {
     }
 }
 
+/// `server` over transport `t`.
+fn server_target(server: &BenchServer, t: Transport) -> Target {
+    Target {
+        addr: match t {
+            Transport::Tcp => server.tcp,
+            Transport::Udp => server.udp.expect("started with UDP"),
+        },
+        pid: server.pid(),
+    }
+}
+
+impl EchoServer {
+    /// This echo server over transport `t`.
+    fn target(&self, t: Transport) -> Target {
+        Target {
+            addr: match t {
+                Transport::Tcp => self.tcp,
+                Transport::Udp => self.udp,
+            },
+            pid: self.child.id(),
+        }
+    }
+}
+
 impl Drop for EchoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -432,10 +459,10 @@ fn interleaved<const N: usize>(
     samples.map(median)
 }
 
-/// Creates the fsync echo server's log at `path`, its first 64 MiB
-/// allocated without changing its size, as RocksDB allocates a new log: each
-/// fdatasync writes the data and the new length, like the probe's appends.
-fn fsync_echo_log(path: &Path) -> std::fs::File {
+/// An empty file at `path`, its first `preallocated` bytes allocated
+/// without changing its size, as RocksDB allocates a new log: each
+/// fdatasync of an append then writes the data and the new length.
+fn new_file(path: &Path, preallocated: i64) -> std::fs::File {
     use std::os::unix::io::AsRawFd;
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -443,10 +470,13 @@ fn fsync_echo_log(path: &Path) -> std::fs::File {
         .write(true)
         .open(path)
         .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
-    // SAFETY: fallocate on a descriptor this function owns.
-    let preallocated =
-        unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, 64 << 20) };
-    assert_eq!(preallocated, 0, "fallocate {}", path.display());
+    if preallocated > 0 {
+        // SAFETY: fallocate on a descriptor this function owns.
+        let done = unsafe {
+            libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, preallocated)
+        };
+        assert_eq!(done, 0, "fallocate {}", path.display());
+    }
     file
 }
 
@@ -472,25 +502,11 @@ fn fdatasync_time(dir: &Path, count: usize, probe: Probe) -> Duration {
     let fdatasync = |f: &std::fs::File| assert_eq!(unsafe { libc::fdatasync(f.as_raw_fd()) }, 0);
     let mut runs: Vec<Duration> = (0..5)
         .map(|_| {
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .write(true)
-                .open(&path)
-                .unwrap();
-            match probe {
-                Probe::Append => {
-                    // SAFETY: fallocate on a descriptor this function owns.
-                    let preallocated = unsafe {
-                        libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, 1 << 20)
-                    };
-                    assert_eq!(preallocated, 0, "fallocate in {}", dir.display());
-                }
-                Probe::Overwrite => {
-                    f.write_all(&record.repeat(count)).unwrap();
-                    fdatasync(&f);
-                    f.seek(SeekFrom::Start(0)).unwrap();
-                }
+            let mut f = new_file(&path, if probe == Probe::Append { 1 << 20 } else { 0 });
+            if probe == Probe::Overwrite {
+                f.write_all(&record.repeat(count)).unwrap();
+                fdatasync(&f);
+                f.seek(SeekFrom::Start(0)).unwrap();
             }
             let start = Instant::now();
             for _ in 0..count {
@@ -583,7 +599,7 @@ fn parse_args() -> Options {
         let mut val = || args.next().expect("option needs a value");
         match a.as_str() {
             "--echo-server" => serve_echo(None),
-            "--fsync-echo-server" => serve_echo(Some(fsync_echo_log(Path::new(&val())))),
+            "--fsync-echo-server" => serve_echo(Some(new_file(Path::new(&val()), 64 << 20))),
             "--event-loop-echo-server" => serve_event_loop_echo(),
             "--nmdb" => o.bin = val(),
             "--ops" => o.ops = val().parse().expect("--ops N"),
@@ -641,34 +657,15 @@ fn requests(o: &Options) {
     );
     let mut sync_figures = Vec::new();
     for t in [Transport::Tcp, Transport::Udp] {
-        let echo_addr = match t {
-            Transport::Tcp => echo.tcp,
-            Transport::Udp => echo.udp,
-        };
-        let echo_target = Target {
-            addr: echo_addr,
-            pid: echo.child.id(),
-        };
-        let fsync_echo_target = Target {
-            addr: match t {
-                Transport::Tcp => fsync_echo.tcp,
-                Transport::Udp => fsync_echo.udp,
-            },
-            pid: fsync_echo.child.id(),
-        };
+        let echo_target = echo.target(t);
+        let fsync_echo_target = fsync_echo.target(t);
         for mode in [Mode::Cache, Mode::Normal, Mode::SyncDisk, Mode::SyncProcess] {
             let server = if mode == Mode::SyncProcess {
                 &process
             } else {
                 &disk
             };
-            let target = Target {
-                addr: match t {
-                    Transport::Tcp => server.tcp,
-                    Transport::Udp => server.udp.expect("started with UDP"),
-                },
-                pid: server.pid(),
-            };
+            let target = server_target(server, t);
             for clients in [1, o.clients] {
                 // Disk-bound writes are slow by nature: fewer keep the run short.
                 let ops = if mode == Mode::SyncDisk {
@@ -852,18 +849,7 @@ fn recycled_log(o: &Options) {
         "requests/fsync"
     );
     for t in [Transport::Tcp, Transport::Udp] {
-        let (addr, echo_addr) = match t {
-            Transport::Tcp => (server.tcp, echo.tcp),
-            Transport::Udp => (server.udp.expect("started with UDP"), echo.udp),
-        };
-        let nmdb = Target {
-            addr,
-            pid: server.pid(),
-        };
-        let echo = Target {
-            addr: echo_addr,
-            pid: echo.child.id(),
-        };
+        let (nmdb, echo) = (server_target(&server, t), echo.target(t));
         let make = move |c: usize, i: usize| request(t, Mode::SyncDisk, "set", c, i);
         let ops = (o.ops / 10).max(100);
         let probes =
@@ -1012,16 +998,7 @@ fn metrics_cost(o: &Options) {
     );
     for op in ["set", "get"] {
         let make = move |c: usize, i: usize| request(t, Mode::Cache, op, c, i);
-        let targets = (
-            Target {
-                addr: with.tcp,
-                pid: with.pid(),
-            },
-            Target {
-                addr: plain.tcp,
-                pid: plain.pid(),
-            },
-        );
+        let targets = (server_target(&with, t), server_target(&plain, t));
         // More rounds than elsewhere: the difference sought is small.
         let (a, b) = side_by_side(t, targets, 1, o.ops * 2, o.rounds * 2 + 1, &make);
         println!(
@@ -1047,23 +1024,10 @@ fn event_loop_cost(o: &Options) {
         "case", "echo", "event loop", "ratio", "nmdb", "ratio", "ratio to el", "cpu µs/req e/el/n"
     );
     for t in [Transport::Tcp, Transport::Udp] {
-        let pick = |tcp: SocketAddr, udp: SocketAddr| match t {
-            Transport::Tcp => tcp,
-            Transport::Udp => udp,
-        };
         let targets = [
-            Target {
-                addr: pick(blocking.tcp, blocking.udp),
-                pid: blocking.child.id(),
-            },
-            Target {
-                addr: pick(event_loop.tcp, event_loop.udp),
-                pid: event_loop.child.id(),
-            },
-            Target {
-                addr: pick(server.tcp, server.udp.expect("started with UDP")),
-                pid: server.pid(),
-            },
+            blocking.target(t),
+            event_loop.target(t),
+            server_target(&server, t),
         ];
         let make = move |c: usize, i: usize| request(t, Mode::Cache, "get", c, i);
         for clients in [1, o.clients] {
