@@ -24,6 +24,15 @@ cc -std=c99 -O2 -I "$top/include" -I "$top/tests/c" "$top/tests/c/bench.c" \
 # Milliseconds of CPU all threads of process $1 have used.
 cpu_ms() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s / 1e6}'; }
 
+# 1 client on transport $1, port $2, doing $3 calls of loop $4: the time
+# per call and the server's CPU time. Uses $server, $bin, $round.
+one_client() {
+    local before line
+    before=$(cpu_ms "$server")
+    line=$(taskset -c "$cpu" "$work/bench" "$1" 127.0.0.1 "$2" "$3" "$4" | head -1)
+    echo "round $round $(basename "$bin"): 1 client, $line; server $(($(cpu_ms "$server") - before)) ms"
+}
+
 # 8 clients at once on transport $1, port $2, each doing $3 calls of loop
 # $4: the wall time and the server's CPU time. Uses $server, $bin, $round.
 eight_clients() {
@@ -48,17 +57,11 @@ for round in 1 2; do
         until grep -q ready "$dir/log" 2>/dev/null; do sleep 0.05; done
         for t in tcp udp; do
             port=$(grep -o "listening on $t 127.0.0.1:[0-9]*" "$dir/log" | grep -o '[0-9]*$')
-            for loop in set set-get; do
-                n=$([ "$loop" = set ] && echo 50000 || echo 30000)
-                before=$(cpu_ms "$server")
-                line=$(taskset -c "$cpu" "$work/bench" "$t" 127.0.0.1 "$port" "$n" "$loop" | head -1)
-                echo "round $round $(basename "$bin"): 1 client, $line; server $(($(cpu_ms "$server") - before)) ms"
-            done
+            one_client "$t" "$port" 50000 set
+            one_client "$t" "$port" 30000 set-get
             eight_clients "$t" "$port" 10000 set
             if [ "${SYNC:-0}" = 1 ]; then
-                before=$(cpu_ms "$server")
-                line=$(taskset -c "$cpu" "$work/bench" "$t" 127.0.0.1 "$port" 3000 set-sync | head -1)
-                echo "round $round $(basename "$bin"): 1 client, $line; server $(($(cpu_ms "$server") - before)) ms"
+                one_client "$t" "$port" 3000 set-sync
                 eight_clients "$t" "$port" 1000 set-sync
             fi
         done
