@@ -60,3 +60,25 @@ fn the_sync_disk_summary_of_nmdb_bench_sets_nmdb_beside_the_fsync_echo() {
     assert_eq!(figures.len(), 9, "{line}");
     assert!(figures.iter().all(|f| *f > 0.0), "{line}");
 }
+
+#[test]
+fn the_scaling_section_of_nmdb_bench_measures_both_client_counts_in_turn() {
+    let text = nmdb_bench(&["--only", "scaling", "--ops", "1000"]);
+    for case in ["tcp sync set", "udp sync set"] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(case))
+            .unwrap_or_else(|| panic!("no {case} in:\n{text}"));
+        // 1 client, 2 clients, scaling×, lowest×, highest×.
+        let figures: Vec<f64> = line[case.len()..]
+            .split_whitespace()
+            .filter_map(|w| w.trim_end_matches('×').parse().ok())
+            .collect();
+        assert_eq!(figures.len(), 5, "{line}");
+        assert!(figures.iter().all(|f| *f > 0.0), "{line}");
+        assert!(
+            figures[3] <= figures[2] && figures[2] <= figures[4],
+            "{line}"
+        );
+    }
+}

@@ -5,7 +5,7 @@
 //!                   [--only TEXT]
 //!
 //! `--only` runs just the request cases whose name contains TEXT (e.g.
-//! "tcp sync"), or just the `recycled`, `memory`, `metrics` or
+//! "tcp sync"), or just the `scaling`, `recycled`, `memory`, `metrics` or
 //! `event-loop` section.
 //!
 //! 1. Disk: a loop of 128-byte appends, each followed by `fdatasync`, in
@@ -23,14 +23,18 @@
 //!    appending each request to a file and fdatasyncing it before it
 //!    answers: a durable server with nothing else to do), and their
 //!    8-client rate against the 1-client one.
-//! 3. Recycled log: synchronous writes once RocksDB writes its log over a
+//! 3. Scaling: one client's synchronous SETs and 8 clients' taking turns
+//!    round by round on one server, and the median of the rounds' ratios:
+//!    the disk's latency drifts from minute to minute, and this ratio
+//!    drifts less than one of two cases measured apart.
+//! 4. Recycled log: synchronous writes once RocksDB writes its log over a
 //!    recycled file (a server that has taken its first ~130 MB of writes),
 //!    against the limits from fdatasync of appends and of overwrites in
 //!    place.
-//! 4. Memory: the server's RSS growth per cached object with the default
+//! 5. Memory: the server's RSS growth per cached object with the default
 //!    cache full, for 16-byte keys with 100-byte and 1 KB values.
-//! 5. Metrics: cache-only requests with `--metrics` on and off.
-//! 6. Event loop: the echo server above (a blocking thread per client)
+//! 6. Metrics: cache-only requests with `--metrics` on and off.
+//! 7. Event loop: the echo server above (a blocking thread per client)
 //!    against an echo server answering from one thread's epoll loop, the
 //!    way event-driven servers (libevent's, tokio's) wait for requests,
 //!    and nmdb's cache-only GET against both: what part of the distance
@@ -789,6 +793,53 @@ fn requests(o: &Options) {
     }
 }
 
+/// Synchronous SETs at `--durability disk`, one client and `o.clients`
+/// taking turns round by round, each round on keys of its own. The 8-client
+/// scaling of the summary above divides two cases measured a minute apart,
+/// and the disk's fdatasync time drifts by tens of percent in a minute; the
+/// ratio of two adjacent rounds drifts much less.
+fn sync_scaling(o: &Options) {
+    let server = BenchServer::start_with(o.bin.as_ref(), "bench-scaling", true, &[]);
+    println!(
+        "== sync scaling at --durability disk: 1 client and {} taking turns, {} rounds; \
+         scaling = median of the rounds' ratios",
+        o.clients, o.rounds
+    );
+    println!(
+        "{:<14} {:>9} {:>10} {:>8} {:>8} {:>8}",
+        "case",
+        "1 client",
+        format!("{} clients", o.clients),
+        "scaling",
+        "lowest",
+        "highest"
+    );
+    let per_round = (o.ops / 10).max(100);
+    for t in [Transport::Tcp, Transport::Udp] {
+        let target = server_target(&server, t);
+        let make = move |c: usize, i: usize| request(t, Mode::SyncDisk, "set", c, i);
+        let (mut one, mut many, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for r in 0..o.rounds {
+            let base = r * per_round;
+            let a = run(t, target, 1, per_round, base, &make);
+            let b = run(t, target, o.clients, per_round, base, &make);
+            ratios.push(b.ops_per_sec / a.ops_per_sec);
+            one.push(a);
+            many.push(b);
+        }
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "{:<14} {:>9.0} {:>10.0} {:>7.1}× {:>7.1}× {:>7.1}×",
+            format!("{} sync set", t.name()),
+            median(one).ops_per_sec,
+            median(many).ops_per_sec,
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1]
+        );
+    }
+}
+
 /// 60 KB SETs written before [`recycled_log`] measures, at most.
 const FILL_SETS: usize = 4000;
 
@@ -1060,11 +1111,15 @@ fn main() {
     let section = |name: &str| o.only.as_deref().is_none_or(|only| only == name);
     let requests_wanted = !matches!(
         o.only.as_deref(),
-        Some("recycled" | "memory" | "metrics" | "event-loop")
+        Some("scaling" | "recycled" | "memory" | "metrics" | "event-loop")
     );
     if requests_wanted {
         println!();
         requests(&o);
+    }
+    if section("scaling") {
+        println!();
+        sync_scaling(&o);
     }
     if section("recycled") {
         println!();
