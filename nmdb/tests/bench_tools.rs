@@ -21,6 +21,19 @@ fn nmdb_bench(args: &[&str]) -> String {
     text
 }
 
+/// The numbers on the line of `text` that starts with `case`, after it;
+/// words ending in one of `units` count, that unit cut off.
+fn figures(text: &str, case: &str, units: &[char]) -> Vec<f64> {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(case))
+        .unwrap_or_else(|| panic!("no {case} in:\n{text}"));
+    line[case.len()..]
+        .split_whitespace()
+        .filter_map(|w| w.trim_end_matches(units).parse().ok())
+        .collect()
+}
+
 #[test]
 fn the_event_loop_section_of_nmdb_bench_prints_every_case() {
     let text = nmdb_bench(&["--only", "event-loop", "--ops", "200"]);
@@ -30,55 +43,31 @@ fn the_event_loop_section_of_nmdb_bench_prints_every_case() {
         "udp get (1 client)",
         "udp get (2 clients)",
     ] {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(case))
-            .unwrap_or_else(|| panic!("no {case} in:\n{text}"));
         // Three rates, each measured: none may be zero.
-        let rates: Vec<f64> = line[case.len()..]
-            .split_whitespace()
-            .filter_map(|w| w.parse().ok())
-            .collect();
-        assert_eq!(rates.len(), 3, "{line}");
-        assert!(rates.iter().all(|&r| r > 0.0), "{line}");
+        let rates = figures(&text, case, &[]);
+        assert_eq!(rates.len(), 3, "{case}: {rates:?}");
+        assert!(rates.iter().all(|&r| r > 0.0), "{case}: {rates:?}");
     }
 }
 
 #[test]
 fn the_sync_disk_summary_of_nmdb_bench_sets_nmdb_beside_the_fsync_echo() {
     let text = nmdb_bench(&["--only", "tcp sync disk set", "--ops", "1000"]);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("tcp sync set "))
-        .unwrap_or_else(|| panic!("no summary line in:\n{text}"));
     // 1 client, fdatasync µs, limit, ratio%, fsync echo, ratio%, 2
     // clients, scaling×, requests/fsync: every figure measured.
-    let figures: Vec<f64> = line["tcp sync set".len()..]
-        .split_whitespace()
-        .filter_map(|w| w.trim_end_matches(['%', '×']).parse().ok())
-        .collect();
-    assert_eq!(figures.len(), 9, "{line}");
-    assert!(figures.iter().all(|f| *f > 0.0), "{line}");
+    let summary = figures(&text, "tcp sync set ", &['%', '×']);
+    assert_eq!(summary.len(), 9, "{summary:?}");
+    assert!(summary.iter().all(|f| *f > 0.0), "{summary:?}");
 }
 
 #[test]
 fn the_scaling_section_of_nmdb_bench_measures_both_client_counts_in_turn() {
     let text = nmdb_bench(&["--only", "scaling", "--ops", "1000"]);
     for case in ["tcp sync set", "udp sync set"] {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(case))
-            .unwrap_or_else(|| panic!("no {case} in:\n{text}"));
         // 1 client, 2 clients, scaling×, lowest×, highest×.
-        let figures: Vec<f64> = line[case.len()..]
-            .split_whitespace()
-            .filter_map(|w| w.trim_end_matches('×').parse().ok())
-            .collect();
-        assert_eq!(figures.len(), 5, "{line}");
-        assert!(figures.iter().all(|f| *f > 0.0), "{line}");
-        assert!(
-            figures[3] <= figures[2] && figures[2] <= figures[4],
-            "{line}"
-        );
+        let f = figures(&text, case, &['×']);
+        assert_eq!(f.len(), 5, "{case}: {f:?}");
+        assert!(f.iter().all(|x| *x > 0.0), "{case}: {f:?}");
+        assert!(f[3] <= f[2] && f[2] <= f[4], "{case}: {f:?}");
     }
 }
