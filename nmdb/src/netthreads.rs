@@ -14,8 +14,9 @@
 //! tasks in turn: behind a thousand connections that all have replies to
 //! write, an accept loop sharing their runtime waited a whole round of them
 //! (150 ms, measured) before a new client was even taken. A connection
-//! handed from the accept thread waits at most the few tasks a runtime
-//! polls before it looks at what other threads gave it.
+//! handed from the accept thread is then polled before the network
+//! thread's own ready tasks, not after 31 of them as tokio does by default
+//! (see [`start_thread`]).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -108,12 +109,23 @@ impl NetThreads {
     }
 }
 
+/// How many of its own ready tasks a runtime polls before it takes one
+/// that another thread gave it (a new connection from the accept thread,
+/// or a task another thread woke): every time. With tokio's 31, a client
+/// connecting beside 1000 connections with replies to write waited
+/// 104-135 ms for its first answer, with 1 62-74 ms (`nmdb-overload`,
+/// BENCHMARKS.md); one client's requests did not cost more. A task can
+/// be handed over only once until it is polled, so those never starve
+/// the thread's own.
+const OWN_TASKS_BEFORE_GIVEN: u32 = 1;
+
 /// A thread named `name` running a single-threaded runtime until told to
 /// stop; the runtime's handle, to spawn tasks on it.
 fn start_thread(name: String) -> std::io::Result<(Handle, NetThread)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
+        .global_queue_interval(OWN_TASKS_BEFORE_GIVEN)
         .build()?;
     let handle = runtime.handle().clone();
     let (stop, stopped) = oneshot::channel::<Duration>();
@@ -177,6 +189,64 @@ mod tests {
             result.recv().unwrap(),
             "the listener waited for the busy thread"
         );
+        threads.shutdown(Duration::from_secs(1));
+    }
+
+    /// A task always ready again: each poll reports itself on `polled`,
+    /// then holds its thread until the test lets it go on (or ends, once
+    /// the test drops the gate).
+    struct Gated {
+        polled: mpsc::Sender<&'static str>,
+        gate: Arc<std::sync::Mutex<mpsc::Receiver<()>>>,
+    }
+
+    impl Future for Gated {
+        type Output = ();
+
+        fn poll(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            let _ = self.polled.send("busy");
+            if self.gate.lock().unwrap().recv().is_err() {
+                return std::task::Poll::Ready(());
+            }
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+
+    #[test]
+    fn a_task_another_thread_hands_over_runs_before_the_busy_tasks_poll_again() {
+        let threads = NetThreads::start_n(1).unwrap();
+        let (polled, events) = mpsc::channel();
+        let (step, gate) = mpsc::channel();
+        let gate = Arc::new(std::sync::Mutex::new(gate));
+        const BUSY: usize = 3;
+        for _ in 0..BUSY {
+            let (polled, gate) = (polled.clone(), gate.clone());
+            threads.spawner().spawn(Gated { polled, gate });
+        }
+        // Each busy task polled once, the last one holding the thread:
+        // all of them are now the thread's own ready tasks.
+        for i in 0..BUSY {
+            assert_eq!(events.recv().unwrap(), "busy");
+            if i + 1 < BUSY {
+                step.send(()).unwrap();
+            }
+        }
+        // A new connection, as the accept thread hands it over.
+        let newcomer = polled.clone();
+        threads.spawner().spawn(async move {
+            let _ = newcomer.send("newcomer");
+        });
+        step.send(()).unwrap();
+        assert_eq!(
+            events.recv().unwrap(),
+            "newcomer",
+            "a busy task was polled again first"
+        );
+        drop(step);
         threads.shutdown(Duration::from_secs(1));
     }
 
