@@ -116,10 +116,10 @@ impl NetThreads {
 /// replies to write waited 104-135 ms for its first answer; with every
 /// other poll 69-85 ms, with every poll 62-74 (`nmdb-overload`,
 /// BENCHMARKS.md), and one client's requests did not cost more either
-/// way. Not every poll: other threads can keep
-/// handing tasks over (database workers freeing the in-flight slots of
-/// many pipelining clients), and the thread's own, those its sockets made
-/// ready, must still have every other turn.
+/// way. Not every poll: other threads can keep handing tasks over
+/// (database workers freeing the in-flight slots of many pipelining
+/// clients), and the thread's own, those its sockets made ready, must
+/// still have every other turn.
 const HANDED_OVER_EVERY: u32 = 2;
 
 /// A thread named `name` running a single-threaded runtime until told to
@@ -260,10 +260,8 @@ mod tests {
                 busy_first <= 2,
                 "newcomer {n} waited for {busy_first} busy polls"
             );
-            // The thread is held by a busy task again before the next one.
-            if events.recv().unwrap() != "busy" {
-                panic!("a busy task should hold the thread");
-            }
+            // A busy task holds the thread again before the next one.
+            assert_eq!(events.recv().unwrap(), "busy");
         }
         drop(step);
         threads.shutdown(Duration::from_secs(1));
