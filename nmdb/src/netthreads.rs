@@ -268,6 +268,46 @@ mod tests {
     }
 
     #[test]
+    fn a_threads_own_ready_task_runs_between_tasks_handed_over() {
+        let threads = NetThreads::start_n(1).unwrap();
+        let (polled, events) = mpsc::channel();
+        let (step, gate) = mpsc::channel();
+        let gate = Arc::new(std::sync::Mutex::new(gate));
+        threads.spawner().spawn(Gated {
+            polled: polled.clone(),
+            gate,
+        });
+        // The thread's own task, always ready, holds the thread while
+        // another thread hands it ten tasks at once.
+        assert_eq!(events.recv().unwrap(), "busy");
+        const GIVEN: usize = 10;
+        for _ in 0..GIVEN {
+            let given = polled.clone();
+            threads.spawner().spawn(async move {
+                let _ = given.send("given");
+            });
+        }
+        let mut order = Vec::new();
+        step.send(()).unwrap();
+        while order.iter().filter(|&&e| e == "given").count() < GIVEN {
+            let event = events.recv().unwrap();
+            if event == "busy" {
+                step.send(()).unwrap();
+            }
+            order.push(event);
+        }
+        // Taking every handed-over task first would run all ten in a row.
+        let longest_run = order
+            .split(|&e| e == "busy")
+            .map(<[_]>::len)
+            .max()
+            .unwrap_or(0);
+        assert!(longest_run <= 2, "{order:?}");
+        drop(step);
+        threads.shutdown(Duration::from_secs(1));
+    }
+
+    #[test]
     fn shutdown_drops_tasks_that_never_end() {
         let threads = NetThreads::start_n(2).unwrap();
         let (tx, rx) = mpsc::channel::<()>();
