@@ -471,15 +471,15 @@ impl DgramSocket {
     /// Bounds how long `recv_from` blocks (`None`: forever).
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         let t = timeout.unwrap_or_default();
-        let tv = libc::timeval {
+        let mut tv = libc::timeval {
             tv_sec: t.as_secs() as libc::time_t,
-            // A zero timeval means forever: round a tiny timeout up.
-            tv_usec: if timeout.is_some() && t.is_zero() {
-                1
-            } else {
-                t.subsec_micros() as libc::suseconds_t
-            },
+            tv_usec: t.subsec_micros() as libc::suseconds_t,
         };
+        // A zero timeval means forever: a timeout under a microsecond
+        // (zero included) waits one instead.
+        if timeout.is_some() && tv.tv_sec == 0 && tv.tv_usec == 0 {
+            tv.tv_usec = 1;
+        }
         self.setsockopt(libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)
     }
 
@@ -882,5 +882,25 @@ mod tests {
             err.kind(),
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
         ));
+    }
+
+    #[test]
+    fn a_read_timeout_under_a_microsecond_still_ends_the_wait() {
+        // What is left of a deadline can be a few hundred nanoseconds; in
+        // whole microseconds that is a zero timeval, which waits forever.
+        for tiny in [Duration::ZERO, Duration::from_nanos(500)] {
+            let s = DgramSocket::new(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+            s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+                .unwrap();
+            s.set_read_timeout(Some(tiny)).unwrap();
+            let (done, waited) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = done.send(s.recv_from(&mut [0u8; 4]).map(drop));
+            });
+            let ended = waited
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("a {tiny:?} timeout waited forever"));
+            assert!(ended.is_err(), "nothing was sent");
+        }
     }
 }
