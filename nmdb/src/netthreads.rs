@@ -195,12 +195,13 @@ mod tests {
         threads.shutdown(Duration::from_secs(1));
     }
 
-    /// A task always ready again: each poll reports itself on `polled`,
-    /// then holds its thread until the test lets it go on (or ends, once
-    /// the test drops the gate).
+    /// A task always ready again: each poll reports itself on `polled`
+    /// ("start" the first time, "busy" after), then holds its thread until
+    /// the test lets it go on (or ends, once the test drops the gate).
     struct Gated {
         polled: mpsc::Sender<&'static str>,
         gate: Arc<std::sync::Mutex<mpsc::Receiver<()>>>,
+        started: bool,
     }
 
     impl Future for Gated {
@@ -210,8 +211,12 @@ mod tests {
             self: std::pin::Pin<&mut Self>,
             cx: &mut std::task::Context<'_>,
         ) -> std::task::Poll<()> {
-            let _ = self.polled.send("busy");
-            if self.gate.lock().unwrap().recv().is_err() {
+            let this = self.get_mut();
+            let _ = this
+                .polled
+                .send(if this.started { "busy" } else { "start" });
+            this.started = true;
+            if this.gate.lock().unwrap().recv().is_err() {
                 return std::task::Poll::Ready(());
             }
             cx.waker().wake_by_ref();
@@ -219,37 +224,89 @@ mod tests {
         }
     }
 
+    /// One network thread whose tasks the test steps through: `busy`
+    /// [`Gated`] tasks of its own, and tasks handed to it from the test's
+    /// thread, as the accept thread hands it connections. Every poll is
+    /// reported, in order, by [`Stepped::next`].
+    struct Stepped {
+        threads: NetThreads,
+        polled: mpsc::Sender<&'static str>,
+        events: mpsc::Receiver<&'static str>,
+        step: mpsc::Sender<()>,
+    }
+
+    impl Stepped {
+        /// Starts the thread with `busy` gated tasks and steps it until
+        /// each has been polled (some maybe more than once: the runtime
+        /// picks the order): the last one started holds the thread, and all
+        /// are its own ready tasks, none still waiting to be handed over.
+        fn start(busy: usize) -> Self {
+            let threads = NetThreads::start_n(1).unwrap();
+            let (polled, events) = mpsc::channel();
+            let (step, gate) = mpsc::channel();
+            let gate = Arc::new(std::sync::Mutex::new(gate));
+            for _ in 0..busy {
+                let (polled, gate) = (polled.clone(), gate.clone());
+                threads.spawner().spawn(Gated {
+                    polled,
+                    gate,
+                    started: false,
+                });
+            }
+            let stepped = Stepped {
+                threads,
+                polled,
+                events,
+                step,
+            };
+            let mut started = 0;
+            while started < busy {
+                if stepped.next() == "start" {
+                    started += 1;
+                }
+                if started < busy {
+                    stepped.go_on();
+                }
+            }
+            stepped
+        }
+
+        /// Hands the thread a task that reports `name` when polled.
+        fn hand_over(&self, name: &'static str) {
+            let polled = self.polled.clone();
+            self.threads.spawner().spawn(async move {
+                let _ = polled.send(name);
+            });
+        }
+
+        /// Lets the busy task holding the thread go on.
+        fn go_on(&self) {
+            self.step.send(()).unwrap();
+        }
+
+        /// The next task polled.
+        fn next(&self) -> &'static str {
+            self.events.recv().unwrap()
+        }
+
+        fn stop(self) {
+            drop(self.step);
+            self.threads.shutdown(Duration::from_secs(1));
+        }
+    }
+
     #[test]
     fn a_task_another_thread_hands_over_waits_for_two_busy_polls_at_most() {
-        let threads = NetThreads::start_n(1).unwrap();
-        let (polled, events) = mpsc::channel();
-        let (step, gate) = mpsc::channel();
-        let gate = Arc::new(std::sync::Mutex::new(gate));
-        const BUSY: usize = 3;
-        for _ in 0..BUSY {
-            let (polled, gate) = (polled.clone(), gate.clone());
-            threads.spawner().spawn(Gated { polled, gate });
-        }
-        // Each busy task polled once, the last one holding the thread:
-        // all of them are now the thread's own ready tasks.
-        for i in 0..BUSY {
-            assert_eq!(events.recv().unwrap(), "busy");
-            if i + 1 < BUSY {
-                step.send(()).unwrap();
-            }
-        }
+        let thread = Stepped::start(3);
         // New connections, as the accept thread hands them over, one at a
         // time: with tokio's default they waited for 29 polls of the busy
         // tasks or more.
         for n in 0..6 {
-            let newcomer = polled.clone();
-            threads.spawner().spawn(async move {
-                let _ = newcomer.send("newcomer");
-            });
+            thread.hand_over("newcomer");
             let mut busy_first = 0;
             loop {
-                step.send(()).unwrap();
-                match events.recv().unwrap() {
+                thread.go_on();
+                match thread.next() {
                     "newcomer" => break,
                     _ => busy_first += 1,
                 }
@@ -261,38 +318,26 @@ mod tests {
                 "newcomer {n} waited for {busy_first} busy polls"
             );
             // A busy task holds the thread again before the next one.
-            assert_eq!(events.recv().unwrap(), "busy");
+            assert_eq!(thread.next(), "busy");
         }
-        drop(step);
-        threads.shutdown(Duration::from_secs(1));
+        thread.stop();
     }
 
     #[test]
     fn a_threads_own_ready_task_runs_between_tasks_handed_over() {
-        let threads = NetThreads::start_n(1).unwrap();
-        let (polled, events) = mpsc::channel();
-        let (step, gate) = mpsc::channel();
-        let gate = Arc::new(std::sync::Mutex::new(gate));
-        threads.spawner().spawn(Gated {
-            polled: polled.clone(),
-            gate,
-        });
         // The thread's own task, always ready, holds the thread while
         // another thread hands it ten tasks at once.
-        assert_eq!(events.recv().unwrap(), "busy");
+        let thread = Stepped::start(1);
         const GIVEN: usize = 10;
         for _ in 0..GIVEN {
-            let given = polled.clone();
-            threads.spawner().spawn(async move {
-                let _ = given.send("given");
-            });
+            thread.hand_over("given");
         }
         let mut order = Vec::new();
-        step.send(()).unwrap();
+        thread.go_on();
         while order.iter().filter(|&&e| e == "given").count() < GIVEN {
-            let event = events.recv().unwrap();
+            let event = thread.next();
             if event == "busy" {
-                step.send(()).unwrap();
+                thread.go_on();
             }
             order.push(event);
         }
@@ -303,8 +348,7 @@ mod tests {
             .max()
             .unwrap_or(0);
         assert!(longest_run <= 2, "{order:?}");
-        drop(step);
-        threads.shutdown(Duration::from_secs(1));
+        thread.stop();
     }
 
     #[test]
