@@ -103,10 +103,8 @@ impl DatagramLink {
         let left = deadline
             .read_timeout()
             .map_err(|_| Error::Timeout(Phase::Receive))?;
-        let wanted = match (left, cap) {
-            (Some(l), Some(c)) => Some(l.min(c)),
-            (l, c) => l.or(c),
-        };
+        // The nearer of the two limits; none when neither has one.
+        let wanted = left.into_iter().chain(cap).min();
         let socket = &self.socket;
         self.read_timeout
             .arm(wanted, |t| socket.set_read_timeout(t))

@@ -338,6 +338,17 @@ impl EchoServer {
             log: None,
         }
     }
+
+    /// This echo server over transport `t`.
+    fn target(&self, t: Transport) -> Target {
+        Target {
+            addr: match t {
+                Transport::Tcp => self.tcp,
+                Transport::Udp => self.udp,
+            },
+            pid: self.child.id(),
+        }
+    }
 }
 
 /// `server` over transport `t`.
@@ -348,19 +359,6 @@ fn server_target(server: &BenchServer, t: Transport) -> Target {
             Transport::Udp => server.udp.expect("started with UDP"),
         },
         pid: server.pid(),
-    }
-}
-
-impl EchoServer {
-    /// This echo server over transport `t`.
-    fn target(&self, t: Transport) -> Target {
-        Target {
-            addr: match t {
-                Transport::Tcp => self.tcp,
-                Transport::Udp => self.udp,
-            },
-            pid: self.child.id(),
-        }
     }
 }
 

@@ -44,22 +44,14 @@ fn framed(req: Request<'_>, id: u32, flags: u16) -> Vec<u8> {
 
 /// Reads one whole reply frame.
 fn read_frame(s: &mut TcpStream, buf: &mut Vec<u8>) {
-    loop {
-        if let Some(n) = next_frame(buf, MAX_MSG_SIZE).expect("valid frame") {
-            buf.drain(..n);
-            return;
-        }
-        let mut chunk = [0u8; 65536];
-        let n = s.read(&mut chunk).expect("read");
-        assert!(n > 0, "server closed the connection");
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    read_frames(s, buf, 1);
 }
 
-/// Reads `n` whole reply frames, each read's bytes parsed in place: a
-/// client reading many small answers must not be the one that limits.
+/// Reads `n` whole reply frames (what follows them stays in `buf`), each
+/// read's bytes parsed in place: a client reading many small answers must
+/// not be the one that limits.
 fn read_frames(s: &mut TcpStream, buf: &mut Vec<u8>, mut n: usize) {
-    let mut chunk = vec![0u8; 1 << 20];
+    let mut chunk = [0u8; 65536];
     loop {
         let mut used = 0;
         while n > 0 {
