@@ -57,9 +57,7 @@ fn lossy_server(kind: Kind, drop: usize) -> FakeServer {
 #[test]
 fn lost_udp_reply_to_a_read_is_recovered_by_resending_it() {
     let server = lossy_server(Kind::Udp, 2);
-    let db = Db::new();
-    db.set_timeout(2000);
-    server.add_to(&db);
+    let db = server.client(2000);
     assert_eq!(db.get(b"k", 8), (1, b"v".to_vec()));
     let sent = server.received();
     assert_eq!(sent.len(), 3, "sent, resent, resent");
@@ -69,9 +67,7 @@ fn lost_udp_reply_to_a_read_is_recovered_by_resending_it() {
 #[test]
 fn udp_writes_are_never_sent_twice() {
     let server = lossy_server(Kind::Udp, usize::MAX);
-    let db = Db::new();
-    db.set_timeout(600);
-    server.add_to(&db);
+    let db = server.client(600);
     let key = b"k";
     let start = Instant::now();
     assert_eq!(db.set(key, b"v"), -1);
@@ -98,9 +94,7 @@ fn a_slow_udp_reply_is_waited_for_past_the_first_resend_time() {
             vec![Out::Pause(Duration::from_millis(250)), Out::Send(r)]
         }),
     );
-    let db = Db::new();
-    db.set_timeout(2000);
-    server.add_to(&db);
+    let db = server.client(2000);
     assert_eq!(db.set(b"k", b"v"), 1);
     assert_eq!(server.received().len(), 1, "a write is never resent");
     assert_eq!(db.get(b"k", 8), (4, b"slow".to_vec()));
@@ -120,9 +114,7 @@ fn a_slow_udp_reply_is_waited_for_past_the_first_resend_time() {
 #[test]
 fn an_unanswered_udp_read_is_resent_at_growing_intervals_until_the_deadline() {
     let server = lossy_server(Kind::Udp, usize::MAX);
-    let db = Db::new();
-    db.set_timeout(500);
-    server.add_to(&db);
+    let db = server.client(500);
     assert_get_times_out_on_time(&db, 500);
     // Sent at 0, then at 100 and 300 ms (intervals 100, 200); the next
     // would be at 700 ms, past the deadline.
@@ -161,9 +153,7 @@ fn trickling_tcp_server(gap: Duration, timeout_ms: u32) -> (FakeServer, Db) {
                 .collect()
         }),
     );
-    let db = Db::new();
-    db.set_timeout(timeout_ms);
-    server.add_to(&db);
+    let db = server.client(timeout_ms);
     (server, db)
 }
 
@@ -260,9 +250,7 @@ fn late_reply_to_a_timed_out_request_is_not_taken_for_the_next() {
             h.drain(..).map(Out::Send).collect()
         }),
     );
-    let db = Db::new();
-    db.set_timeout(150);
-    server.add_to(&db);
+    let db = server.client(150);
     // A write, so it is not resent: it times out.
     assert_eq!(db.set(b"a", b"x"), -1);
     db.set_timeout(2000);
@@ -314,9 +302,7 @@ fn restarted_tcp_server_is_used_again_without_the_caller_doing_anything() {
     let mem = Arc::new(MemServer::default());
     let server = FakeServer::start(Kind::Tcp, mem.responder(Kind::Tcp));
     let addr = server.addr;
-    let db = Db::new();
-    db.set_timeout(1000);
-    server.add_to(&db);
+    let db = server.client(1000);
     assert_eq!(db.set(b"k", b"v"), 1);
     drop(server);
     // Down: an error, not a hang.

@@ -161,6 +161,15 @@ impl FakeServer {
             Kind::Udp => db.add_udp("127.0.0.1", self.port().into()),
         }
     }
+
+    /// A handle whose calls time out after `timeout_ms`, using this server
+    /// alone (the timeout is set first: adding a TCP server connects).
+    pub fn client(&self, timeout_ms: u32) -> Db {
+        let db = Db::new();
+        db.set_timeout(timeout_ms);
+        self.add_to(&db);
+        db
+    }
 }
 
 impl Drop for FakeServer {
