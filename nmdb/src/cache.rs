@@ -16,9 +16,13 @@
 //! be applied at once by the thread that received it (see
 //! [`Locked::db_idle`]): nothing older on those keys is left to overtake.
 //!
+//! Each entry also knows whether its key is in the database (written
+//! there by a SET for the database, or read from it), so that a
+//! synchronous DEL of it need not read the database to tell.
+//!
 //! Memory: a bucket is one allocation holding its entries packed, each a
-//! varint key length, a varint value length, the key and the value, front
-//! entry first. With small objects the allocator's per-allocation overhead
+//! varint of the key length and the stored bit, a varint value length,
+//! the key and the value, front entry first. With small objects the allocator's per-allocation overhead
 //! and per-entry pointers would otherwise cost more than the data (a key and
 //! a value allocated apart cost ~70 bytes beyond a 16-byte key and 100-byte
 //! value); packed, an object costs its bytes plus about 4. A write rebuilds
@@ -61,6 +65,10 @@ fn room_for(objects: usize, len: usize) -> usize {
 struct Entry<'a> {
     key: &'a [u8],
     value: &'a [u8],
+    /// The key is in the database once the writes queued for it are
+    /// applied: set by a SET for the database or a read from it, never by
+    /// a cache-only SET.
+    stored: bool,
 }
 
 /// The entries of a packed bucket, front first.
@@ -74,15 +82,17 @@ impl<'a> Entries<'a> {
         let empty = Entry {
             key: &[],
             value: &[],
+            stored: false,
         };
         let mut items = [empty; BUCKET_WAYS];
         let mut len = 0;
         while !bytes.is_empty() && len < BUCKET_WAYS {
-            let (klen, rest) = read_varint(bytes);
+            let (klen_stored, rest) = read_varint(bytes);
             let (vlen, rest) = read_varint(rest);
-            let (key, rest) = rest.split_at(klen);
+            let (key, rest) = rest.split_at(klen_stored >> 1);
             let (value, rest) = rest.split_at(vlen);
-            items[len] = Entry { key, value };
+            let stored = klen_stored & 1 == 1;
+            items[len] = Entry { key, value, stored };
             len += 1;
             bytes = rest;
         }
@@ -129,7 +139,8 @@ thread_local! {
 /// Packs `entries` into `out`, after what it holds.
 fn pack_into<'a>(out: &mut Vec<u8>, entries: impl Iterator<Item = Entry<'a>>) {
     for e in entries {
-        write_varint(out, e.key.len());
+        // Keys are far shorter than half the address space.
+        write_varint(out, e.key.len() << 1 | usize::from(e.stored));
         write_varint(out, e.value.len());
         out.extend_from_slice(e.key);
         out.extend_from_slice(e.value);
@@ -172,12 +183,12 @@ impl Stripe {
 
     /// Puts `key` at the front of bucket `index` with `value`, dropping its
     /// old entry, or the last one when the bucket is full.
-    fn insert_front(&mut self, index: usize, key: &[u8], value: &[u8]) {
+    fn insert_front(&mut self, index: usize, key: &[u8], value: &[u8], stored: bool) {
         self.rebuild(index, |bucket, packed| {
             let old = Entries::unpack(bucket);
             let others = old.as_slice().iter().filter(|e| e.key != key);
             let kept = others.clone().count().min(BUCKET_WAYS - 1);
-            let new = Entry { key, value };
+            let new = Entry { key, value, stored };
             pack_into(
                 packed,
                 std::iter::once(new).chain(others.copied().take(kept)),
@@ -193,7 +204,7 @@ impl Stripe {
             let old = Entries::unpack(bucket);
             let entries = old.as_slice().iter().enumerate().map(|(i, e)| {
                 if i == pos {
-                    Entry { key: e.key, value }
+                    Entry { value, ..*e }
                 } else {
                     *e
                 }
@@ -365,7 +376,7 @@ impl Cache {
         if Entries::unpack(&s.buckets[b]).position(key).is_some() {
             return false;
         }
-        s.insert_front(b, key, value);
+        s.insert_front(b, key, value, true);
         true
     }
 }
@@ -419,7 +430,16 @@ impl Locked<'_> {
         }
     }
 
+    /// A cache-only SET: the database may not hold `key`.
     pub fn set(&mut self, key: &[u8], value: &[u8]) {
+        self.written();
+        let b = self.bucket;
+        self.stripe.insert_front(b, key, value, false);
+    }
+
+    /// A SET for the database, which holds `key` once the write is
+    /// applied (see [`Locked::known_stored`]).
+    pub fn set_stored(&mut self, key: &[u8], value: &[u8]) {
         self.written();
         self.fill(key, value);
     }
@@ -428,7 +448,18 @@ impl Locked<'_> {
     /// with this stripe held: not a write, so no generation is bumped.
     pub fn fill(&mut self, key: &[u8], value: &[u8]) {
         let b = self.bucket;
-        self.stripe.insert_front(b, key, value);
+        self.stripe.insert_front(b, key, value, true);
+    }
+
+    /// True when `key` is cached from a SET for the database or a read of
+    /// it, and no cache-only SET replaced it since. With
+    /// [`Locked::db_idle`], and no database write ever failed, the
+    /// database then holds the key.
+    pub fn known_stored(&self, key: &[u8]) -> bool {
+        let entries = self.entries();
+        entries
+            .position(key)
+            .is_some_and(|i| entries.items[i].stored)
     }
 
     /// Removes `key`; true if it was cached.
@@ -503,6 +534,26 @@ mod tests {
             .count();
         assert!(held <= c.capacity(), "{held} > {}", c.capacity());
         assert!(held > c.capacity() / 2, "only {held} of {}", c.capacity());
+    }
+
+    #[test]
+    fn only_sets_for_the_database_and_fills_mark_a_key_stored() {
+        let c = Cache::new(1024);
+        c.lock(b"db").set_stored(b"db", b"v");
+        c.lock(b"read").fill(b"read", b"v");
+        c.lock(b"cache").set(b"cache", b"v");
+        assert!(c.lock(b"db").known_stored(b"db"));
+        assert!(c.lock(b"read").known_stored(b"read"));
+        assert!(!c.lock(b"cache").known_stored(b"cache"));
+        assert!(!c.lock(b"absent").known_stored(b"absent"));
+        // A value changed in place keeps what is known of its key.
+        assert_eq!(c.lock(b"db").cas(b"db", b"v", b"1\0"), CasOutcome::Swapped);
+        assert_eq!(c.lock(b"db").incr(b"db", 1), IncrOutcome::Incremented(2));
+        assert!(c.lock(b"db").known_stored(b"db"));
+        // A cache-only SET replaces it: the cache no longer vouches.
+        c.lock(b"db").set(b"db", b"w");
+        assert!(!c.lock(b"db").known_stored(b"db"));
+        assert_eq!(get(&c, b"db").as_deref(), Some(&b"w"[..]));
     }
 
     #[test]

@@ -290,7 +290,10 @@ impl DbQueue {
     /// Applies a synchronous SET (`value` present) or DEL on the calling
     /// thread, which holds the key's cache stripe and has checked
     /// [`DbQueue::may_write_now`]. A DEL reads first, as a queued one does,
-    /// to answer `NotIn` for a key the database lacks. `defer` gives where
+    /// to answer `NotIn` for a key the database lacks, unless the cache
+    /// knew the key stored (`known_stored`) and that knowledge holds: the
+    /// backend keeps writes and none has ever failed (a failed write may
+    /// have left the cache believing a key stored). `defer` gives where
     /// to answer request `id` when the group commit answers it. The calling
     /// thread serves other clients, so the write never waits in a write
     /// stall, nor a DEL for a disk read ([`WrittenNow::WouldWait`]).
@@ -299,9 +302,11 @@ impl DbQueue {
         id: u32,
         key: &[u8],
         value: Option<&[u8]>,
+        known_stored: bool,
         defer: impl FnOnce() -> ReplyTo,
     ) -> Result<WrittenNow, ErrorCode> {
-        if value.is_none() {
+        let stored = known_stored && self.backend.keeps_writes() && self.health.failures().1 == 0;
+        if value.is_none() && !stored {
             match self.read_now(key, "delete", &mut |_| {})? {
                 ReadNow::Found => {}
                 ReadNow::Missing => return Ok(WrittenNow::Answer(ReplyCode::NotIn)),

@@ -168,12 +168,13 @@ impl Engine {
         id: u32,
         key: &[u8],
         value: Option<&[u8]>,
+        known_stored: bool,
         link: &mut dyn Link,
         out: &mut Out<'_>,
     ) -> bool {
         match self
             .db
-            .write_now(id, key, value, || out.later(link.defer()))
+            .write_now(id, key, value, known_stored, || out.later(link.defer()))
         {
             Ok(WrittenNow::WouldWait) => return false,
             Ok(WrittenNow::Answer(code)) => out.code(id, code),
@@ -203,15 +204,17 @@ impl Engine {
             Request::Set { key, value } => {
                 self.count(cache_only, Counter::CacheSet, Counter::DbSet);
                 let mut slot = self.cache.lock(key);
-                slot.set(key, value);
                 if cache_only {
+                    slot.set(key, value);
                     return out.code(id, ReplyCode::Ok);
                 }
-                self.write(h, key, Some(value), &slot, link, out);
+                slot.set_stored(key, value);
+                self.write(h, key, Some(value), false, &slot, link, out);
             }
             Request::Del { key } => {
                 self.count(cache_only, Counter::CacheDel, Counter::DbDel);
                 let mut slot = self.cache.lock(key);
+                let known_stored = h.sync() && slot.known_stored(key);
                 let was_cached = slot.del(key);
                 if cache_only {
                     return out.code(
@@ -223,7 +226,7 @@ impl Engine {
                         },
                     );
                 }
-                self.write(h, key, None, &slot, link, out);
+                self.write(h, key, None, known_stored, &slot, link, out);
             }
             Request::Cas { key, old, new } => {
                 self.count(cache_only, Counter::CacheCas, Counter::DbCas);
@@ -295,12 +298,15 @@ impl Engine {
     /// held. A synchronous one is written on this thread when nothing is
     /// pending on the stripe and the database need not make it wait;
     /// otherwise it is queued and answered once written. An asynchronous
-    /// one is queued and answered at once.
+    /// one is queued and answered at once. `known_stored`: the cache knew
+    /// the key of this DEL to be in the database ([`Locked::known_stored`]).
+    #[allow(clippy::too_many_arguments)]
     fn write(
         &self,
         h: Header,
         key: &[u8],
         value: Option<&[u8]>,
+        known_stored: bool,
         slot: &Locked<'_>,
         link: &mut dyn Link,
         out: &mut Out<'_>,
@@ -308,7 +314,7 @@ impl Engine {
         let (id, sync) = (h.id, h.sync());
         if sync
             && self.db.may_write_now(slot.db_idle())
-            && self.write_now(id, key, value, link, out)
+            && self.write_now(id, key, value, known_stored, link, out)
         {
             return;
         }
@@ -406,6 +412,15 @@ mod tests {
 
     /// An engine on `backend`, its database queue started.
     fn engine_on(backend: Arc<FakeBackend>, durability: Durability) -> Engine {
+        engine_with_health(backend, durability, Arc::default())
+    }
+
+    /// [`engine_on`], its database's health told by `health`.
+    fn engine_with_health(
+        backend: Arc<FakeBackend>,
+        durability: Durability,
+        health: Arc<WriteHealth>,
+    ) -> Engine {
         let cache = Arc::new(Cache::new(1024));
         let stats = Arc::new(Stats::default());
         let modes = Arc::new(Modes::default());
@@ -415,7 +430,7 @@ mod tests {
             stats: stats.clone(),
             modes: modes.clone(),
             cache_fill: true,
-            health: Arc::new(WriteHealth::default()),
+            health,
             durability,
         };
         Engine {
@@ -513,6 +528,62 @@ mod tests {
             );
             engine.db.shutdown();
         }
+    }
+
+    #[test]
+    fn a_sync_del_of_a_key_set_for_the_database_is_answered_without_reading_it() {
+        // Reads would need the disk, so a DEL that read would be queued.
+        let backend = Arc::new(FakeBackend {
+            reads_need_disk: true,
+            ..FakeBackend::default()
+        });
+        let engine = engine_on(backend.clone(), Durability::Process);
+        let set = Request::Set {
+            key: b"k",
+            value: b"v",
+        };
+        assert_eq!(answer_of(&engine, set, FLAGS_SYNC), (ReplyCode::Ok, true));
+        let del = Request::Del { key: b"k" };
+        assert_eq!(answer_of(&engine, del, FLAGS_SYNC), (ReplyCode::Ok, true));
+        assert_eq!(
+            *backend.written.lock(),
+            [put(b"k", b"v"), WriteOp::Delete { key: b"k".to_vec() }]
+        );
+        engine.db.shutdown();
+    }
+
+    #[test]
+    fn a_sync_del_reads_the_database_when_the_cache_cannot_vouch_for_the_key() {
+        // Cached by a cache-only SET: the database may lack the key.
+        let backend = Arc::new(FakeBackend {
+            reads_need_disk: true,
+            ..FakeBackend::default()
+        });
+        let engine = engine_on(backend, Durability::Process);
+        let set = Request::Set {
+            key: b"k",
+            value: b"v",
+        };
+        answer_of(&engine, set, FLAGS_CACHE_ONLY);
+        let del = Request::Del { key: b"k" };
+        assert_eq!(
+            answer_of(&engine, del, FLAGS_SYNC),
+            (ReplyCode::NotIn, false)
+        );
+        engine.db.shutdown();
+
+        // Set for the database, but a database write has failed since
+        // the server started: what the cache believes stored may not be.
+        let backend = Arc::new(FakeBackend {
+            reads_need_disk: true,
+            ..FakeBackend::default()
+        });
+        let health = Arc::new(WriteHealth::default());
+        let engine = engine_with_health(backend, Durability::Process, health.clone());
+        answer_of(&engine, set, FLAGS_SYNC);
+        health.failed(&crate::backend::BackendError::Engine("full".into()), 1);
+        assert_eq!(answer_of(&engine, del, FLAGS_SYNC), (ReplyCode::Ok, false));
+        engine.db.shutdown();
     }
 
     fn put(key: &[u8], value: &[u8]) -> WriteOp {

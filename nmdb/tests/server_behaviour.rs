@@ -589,6 +589,9 @@ fn null_backend_forgets_writes_and_cannot_walk() {
     assert_eq!(code(&c.call(&set(b"k", b"v", FLAGS_SYNC))), ReplyCode::Ok);
     assert_eq!(code(&c.call(&del(b"k", FLAGS_CACHE_ONLY))), ReplyCode::Ok);
     assert_eq!(code(&c.call(&get(b"k", 0))), ReplyCode::NotIn);
+    // Cached by a SET for the database, yet not stored there.
+    assert_eq!(code(&c.call(&set(b"j", b"v", FLAGS_SYNC))), ReplyCode::Ok);
+    assert_eq!(code(&c.call(&del(b"j", FLAGS_SYNC))), ReplyCode::NotIn);
     let r = c.call(&msg(Request::FirstKey, 1, 0));
     assert_eq!(Reply::parse(&r).unwrap().error_code(), Some(0x106));
     server.stop();

@@ -101,6 +101,12 @@ pub trait Backend: Send + Sync {
         Ok(Some(self.get(key)?.map(|value| found(&value)).is_some()))
     }
 
+    /// Whether a written key is then stored: false for a backend that
+    /// forgets writes, whose keys the cache must never assume stored.
+    fn keeps_writes(&self) -> bool {
+        true
+    }
+
     /// Some key of the database (the start of a walk), `None` when empty.
     fn first_key(&self) -> BackendResult<Option<Vec<u8>>>;
 

@@ -18,6 +18,10 @@ impl Backend for NullBackend {
         Ok(())
     }
 
+    fn keeps_writes(&self) -> bool {
+        false
+    }
+
     fn first_key(&self) -> BackendResult<Option<Vec<u8>>> {
         Err(BackendError::Unsupported("iterate over keys"))
     }
