@@ -23,10 +23,13 @@ use std::time::{Duration, Instant};
 /// Longer lingers make fewer, larger batches: each batch costs a wake-up
 /// and a RocksDB write group with its log `write`. At 4 ms rather than 1,
 /// one client's normal SETs took 6-13% less server CPU and 8 clients'
-/// 8-13% less (BENCHMARKS.md). Nobody waits for these writes: a read or
-/// synchronous write queued behind them ends the linger, and a clean exit
-/// applies them; a crash may lose the last 4 ms of them instead of 1.
-pub const LINGER: Duration = Duration::from_millis(4);
+/// 8-13% less; at 16 ms rather than 4, one client's normal SETs and DELs
+/// went from 66-77% of echo to 71-82% (BENCHMARKS.md). 64 ms gained
+/// nothing more: a worker then mostly stops at [`LINGER_BATCH`]. Nobody
+/// waits for these writes: a read or synchronous write queued behind
+/// them ends the linger, and a clean exit applies them; a crash may lose
+/// the last 16 ms of them.
+pub const LINGER: Duration = Duration::from_millis(16);
 /// Queued asynchronous writes that end the lingering early.
 pub const LINGER_BATCH: usize = 128;
 
