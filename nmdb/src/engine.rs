@@ -530,21 +530,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_sync_del_of_a_key_set_for_the_database_is_answered_without_reading_it() {
-        // Reads would need the disk, so a DEL that read would be queued.
-        let backend = Arc::new(FakeBackend {
+    /// A database whose every read needs the disk: a sync DEL that reads
+    /// it is queued, one that does not is answered at once.
+    fn reads_need_disk() -> Arc<FakeBackend> {
+        Arc::new(FakeBackend {
             reads_need_disk: true,
             ..FakeBackend::default()
-        });
+        })
+    }
+
+    const SET_K: Request<'static> = Request::Set {
+        key: b"k",
+        value: b"v",
+    };
+    const DEL_K: Request<'static> = Request::Del { key: b"k" };
+
+    #[test]
+    fn a_sync_del_of_a_key_set_for_the_database_is_answered_without_reading_it() {
+        let backend = reads_need_disk();
         let engine = engine_on(backend.clone(), Durability::Process);
-        let set = Request::Set {
-            key: b"k",
-            value: b"v",
-        };
-        assert_eq!(answer_of(&engine, set, FLAGS_SYNC), (ReplyCode::Ok, true));
-        let del = Request::Del { key: b"k" };
-        assert_eq!(answer_of(&engine, del, FLAGS_SYNC), (ReplyCode::Ok, true));
+        assert_eq!(answer_of(&engine, SET_K, FLAGS_SYNC), (ReplyCode::Ok, true));
+        assert_eq!(answer_of(&engine, DEL_K, FLAGS_SYNC), (ReplyCode::Ok, true));
         assert_eq!(
             *backend.written.lock(),
             [put(b"k", b"v"), WriteOp::Delete { key: b"k".to_vec() }]
@@ -555,34 +561,20 @@ mod tests {
     #[test]
     fn a_sync_del_reads_the_database_when_the_cache_cannot_vouch_for_the_key() {
         // Cached by a cache-only SET: the database may lack the key.
-        let backend = Arc::new(FakeBackend {
-            reads_need_disk: true,
-            ..FakeBackend::default()
-        });
-        let engine = engine_on(backend, Durability::Process);
-        let set = Request::Set {
-            key: b"k",
-            value: b"v",
-        };
-        answer_of(&engine, set, FLAGS_CACHE_ONLY);
-        let del = Request::Del { key: b"k" };
-        assert_eq!(
-            answer_of(&engine, del, FLAGS_SYNC),
-            (ReplyCode::NotIn, false)
-        );
+        let engine = engine_on(reads_need_disk(), Durability::Process);
+        answer_of(&engine, SET_K, FLAGS_CACHE_ONLY);
+        let answer = answer_of(&engine, DEL_K, FLAGS_SYNC);
+        assert_eq!(answer, (ReplyCode::NotIn, false));
         engine.db.shutdown();
 
         // Set for the database, but a database write has failed since
         // the server started: what the cache believes stored may not be.
-        let backend = Arc::new(FakeBackend {
-            reads_need_disk: true,
-            ..FakeBackend::default()
-        });
         let health = Arc::new(WriteHealth::default());
-        let engine = engine_with_health(backend, Durability::Process, health.clone());
-        answer_of(&engine, set, FLAGS_SYNC);
+        let engine = engine_with_health(reads_need_disk(), Durability::Process, health.clone());
+        answer_of(&engine, SET_K, FLAGS_SYNC);
         health.failed(&crate::backend::BackendError::Engine("full".into()), 1);
-        assert_eq!(answer_of(&engine, del, FLAGS_SYNC), (ReplyCode::Ok, false));
+        let answer = answer_of(&engine, DEL_K, FLAGS_SYNC);
+        assert_eq!(answer, (ReplyCode::Ok, false));
         engine.db.shutdown();
     }
 
