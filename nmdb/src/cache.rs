@@ -22,11 +22,12 @@
 //!
 //! Memory: a bucket is one allocation holding its entries packed, each a
 //! varint of the key length and the stored bit, a varint value length,
-//! the key and the value, front entry first. With small objects the allocator's per-allocation overhead
-//! and per-entry pointers would otherwise cost more than the data (a key and
-//! a value allocated apart cost ~70 bytes beyond a 16-byte key and 100-byte
-//! value); packed, an object costs its bytes plus about 4. A write rebuilds
-//! its bucket (at most four entries), in place when it fits.
+//! the key and the value, front entry first. With small objects the
+//! allocator's per-allocation overhead and per-entry pointers would
+//! otherwise cost more than the data (a key and a value allocated apart
+//! cost ~70 bytes beyond a 16-byte key and 100-byte value); packed, an
+//! object costs its bytes plus about 4. A write rebuilds its bucket (at
+//! most four entries), in place when it fits.
 
 use crate::incr::{self, NotANumber};
 use parking_lot::{Mutex, MutexGuard};
