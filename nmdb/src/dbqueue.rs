@@ -97,6 +97,27 @@ pub struct Job {
     pub claim: DbClaim,
 }
 
+/// A SET or DEL for the database, borrowed from its request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change<'a> {
+    Set(&'a [u8]),
+    /// `known_stored`: the cache knew the key to be in the database
+    /// ([`Locked::known_stored`](crate::cache::Locked::known_stored)).
+    Del {
+        known_stored: bool,
+    },
+}
+
+impl<'a> Change<'a> {
+    /// The value written: `None` for a DEL.
+    pub fn value(self) -> Option<&'a [u8]> {
+        match self {
+            Change::Set(value) => Some(value),
+            Change::Del { .. } => None,
+        }
+    }
+}
+
 /// How a synchronous write offered to [`DbQueue::write_now`] went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WrittenNow {
@@ -287,33 +308,34 @@ impl DbQueue {
         stripe_idle && self.budget.queued() == 0
     }
 
-    /// Applies a synchronous SET (`value` present) or DEL on the calling
-    /// thread, which holds the key's cache stripe and has checked
-    /// [`DbQueue::may_write_now`]. A DEL reads first, as a queued one does,
-    /// to answer `NotIn` for a key the database lacks, unless the cache
-    /// knew the key stored (`known_stored`) and that knowledge holds: the
-    /// backend keeps writes and none has ever failed (a failed write may
-    /// have left the cache believing a key stored). `defer` gives where
-    /// to answer request `id` when the group commit answers it. The calling
-    /// thread serves other clients, so the write never waits in a write
-    /// stall, nor a DEL for a disk read ([`WrittenNow::WouldWait`]).
+    /// Applies a synchronous SET or DEL on the calling thread, which holds
+    /// the key's cache stripe and has checked [`DbQueue::may_write_now`].
+    /// A DEL reads first, as a queued one does, to answer `NotIn` for a
+    /// key the database lacks, unless the cache knew the key stored and
+    /// that knowledge holds: the backend keeps writes and none has ever
+    /// failed (a failed write may have left the cache believing a key
+    /// stored). `defer` gives where to answer request `id` when the group
+    /// commit answers it. The calling thread serves other clients, so the
+    /// write never waits in a write stall, nor a DEL for a disk read
+    /// ([`WrittenNow::WouldWait`]).
     pub fn write_now(
         &self,
         id: u32,
         key: &[u8],
-        value: Option<&[u8]>,
-        known_stored: bool,
+        change: Change<'_>,
         defer: impl FnOnce() -> ReplyTo,
     ) -> Result<WrittenNow, ErrorCode> {
-        let stored = known_stored && self.backend.keeps_writes() && self.health.failures().1 == 0;
-        if value.is_none() && !stored {
-            match self.read_now(key, "delete", &mut |_| {})? {
-                ReadNow::Found => {}
-                ReadNow::Missing => return Ok(WrittenNow::Answer(ReplyCode::NotIn)),
-                ReadNow::WouldWait => return Ok(WrittenNow::WouldWait),
+        if let Change::Del { known_stored } = change {
+            let trusted = self.backend.keeps_writes() && self.health.failures().1 == 0;
+            if !(known_stored && trusted) {
+                match self.read_now(key, "delete", &mut |_| {})? {
+                    ReadNow::Found => {}
+                    ReadNow::Missing => return Ok(WrittenNow::Answer(ReplyCode::NotIn)),
+                    ReadNow::WouldWait => return Ok(WrittenNow::WouldWait),
+                }
             }
         }
-        match self.backend.write_without_waiting(key, value) {
+        match self.backend.write_without_waiting(key, change.value()) {
             Ok(false) => Ok(WrittenNow::WouldWait),
             Ok(true) => {
                 self.health.succeeded();

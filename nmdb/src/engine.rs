@@ -8,7 +8,7 @@
 //! the queue, which sends them through the [`Link`]'s deferred target.
 
 use crate::cache::{Cache, CasOutcome, IncrOutcome, Locked};
-use crate::dbqueue::{DbOp, DbQueue, Job, ReadNow, Walk, WrittenNow};
+use crate::dbqueue::{Change, DbOp, DbQueue, Job, ReadNow, Walk, WrittenNow};
 use crate::metrics::{Kind, Latency, Timer};
 use crate::reply::{write_answer, Modes, ReplyShape, ReplyTo};
 use crate::stats::Stats;
@@ -160,21 +160,20 @@ impl Engine {
         });
     }
 
-    /// Applies a synchronous SET (`value` present) or DEL on this thread,
-    /// the key's stripe held; see [`DbQueue::write_now`]. False when the
-    /// database would make the write wait: the caller queues it instead.
+    /// Applies a synchronous SET or DEL on this thread, the key's stripe
+    /// held; see [`DbQueue::write_now`]. False when the database would
+    /// make the write wait: the caller queues it instead.
     fn write_now(
         &self,
         id: u32,
         key: &[u8],
-        value: Option<&[u8]>,
-        known_stored: bool,
+        change: Change<'_>,
         link: &mut dyn Link,
         out: &mut Out<'_>,
     ) -> bool {
         match self
             .db
-            .write_now(id, key, value, known_stored, || out.later(link.defer()))
+            .write_now(id, key, change, || out.later(link.defer()))
         {
             Ok(WrittenNow::WouldWait) => return false,
             Ok(WrittenNow::Answer(code)) => out.code(id, code),
@@ -209,7 +208,7 @@ impl Engine {
                     return out.code(id, ReplyCode::Ok);
                 }
                 slot.set_stored(key, value);
-                self.write(h, key, Some(value), false, &slot, link, out);
+                self.write(h, key, Change::Set(value), &slot, link, out);
             }
             Request::Del { key } => {
                 self.count(cache_only, Counter::CacheDel, Counter::DbDel);
@@ -226,7 +225,7 @@ impl Engine {
                         },
                     );
                 }
-                self.write(h, key, None, known_stored, &slot, link, out);
+                self.write(h, key, Change::Del { known_stored }, &slot, link, out);
             }
             Request::Cas { key, old, new } => {
                 self.count(cache_only, Counter::CacheCas, Counter::DbCas);
@@ -294,19 +293,16 @@ impl Engine {
         true
     }
 
-    /// A SET (`value` present) or DEL for the database, the key's stripe
-    /// held. A synchronous one is written on this thread when nothing is
-    /// pending on the stripe and the database need not make it wait;
-    /// otherwise it is queued and answered once written. An asynchronous
-    /// one is queued and answered at once. `known_stored`: the cache knew
-    /// the key of this DEL to be in the database ([`Locked::known_stored`]).
-    #[allow(clippy::too_many_arguments)]
+    /// A SET or DEL for the database, the key's stripe held. A
+    /// synchronous one is written on this thread when nothing is pending
+    /// on the stripe and the database need not make it wait; otherwise it
+    /// is queued and answered once written. An asynchronous one is queued
+    /// and answered at once.
     fn write(
         &self,
         h: Header,
         key: &[u8],
-        value: Option<&[u8]>,
-        known_stored: bool,
+        change: Change<'_>,
         slot: &Locked<'_>,
         link: &mut dyn Link,
         out: &mut Out<'_>,
@@ -314,18 +310,18 @@ impl Engine {
         let (id, sync) = (h.id, h.sync());
         if sync
             && self.db.may_write_now(slot.db_idle())
-            && self.write_now(id, key, value, known_stored, link, out)
+            && self.write_now(id, key, change, link, out)
         {
             return;
         }
         let key = key.to_vec();
-        let op = match value {
-            Some(value) => DbOp::Set {
+        let op = match change {
+            Change::Set(value) => DbOp::Set {
                 key,
                 value: value.to_vec(),
                 sync,
             },
-            None => DbOp::Del { key, sync },
+            Change::Del { .. } => DbOp::Del { key, sync },
         };
         self.submit(op, id, slot, link, out, sync);
         if !sync {
