@@ -187,6 +187,11 @@ impl WriteHealth {
         (reads, self.failed_writes.load(Ordering::Relaxed))
     }
 
+    /// True until a database write fails, however many succeed after.
+    pub fn no_write_ever_failed(&self) -> bool {
+        self.failed_writes.load(Ordering::Relaxed) == 0
+    }
+
     pub(crate) fn failed(&self, e: &BackendError, changes: usize) {
         self.failed_writes.fetch_add(1, Ordering::Relaxed);
         if !self.failing.swap(true, Ordering::Relaxed) {
@@ -326,7 +331,7 @@ impl DbQueue {
         defer: impl FnOnce() -> ReplyTo,
     ) -> Result<WrittenNow, ErrorCode> {
         if let Change::Del { known_stored } = change {
-            let trusted = self.backend.keeps_writes() && self.health.failures().1 == 0;
+            let trusted = self.backend.keeps_writes() && self.health.no_write_ever_failed();
             if !(known_stored && trusted) {
                 match self.read_now(key, "delete", &mut |_| {})? {
                     ReadNow::Found => {}

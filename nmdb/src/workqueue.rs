@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 /// Longer lingers make fewer, larger batches: each batch costs a wake-up
 /// and a RocksDB write group with its log `write`. At 4 ms rather than 1,
 /// one client's normal SETs took 6-13% less server CPU and 8 clients'
-/// 8-13% less; at 16 ms rather than 4, one client's normal SETs and DELs
-/// went from 66-77% of echo to 71-82% (BENCHMARKS.md). 64 ms gained
-/// nothing more: a worker then mostly stops at [`LINGER_BATCH`]. Nobody
+/// 8-13% less; at 16 ms rather than 4, one client's normal SETs went from
+/// 73-82% of echo to 81-87% over TCP and from 62-73% to 71-74% over UDP
+/// (BENCHMARKS.md). 64 ms gained nothing more: four workers sharing 40k
+/// writes a second each fill [`LINGER_BATCH`] in about 13 ms. Nobody
 /// waits for these writes: a read or synchronous write queued behind
 /// them ends the linger, and a clean exit applies them; a crash may lose
 /// the last 16 ms of them.
