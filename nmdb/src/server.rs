@@ -6,6 +6,7 @@ use crate::cache::Cache;
 use crate::config::{Config, Listen};
 use crate::dbqueue::{DbQueue, Shared, WriteHealth};
 use crate::engine::Engine;
+use crate::groupcommit::Durability;
 use crate::metrics::{self, Latency};
 use crate::netthreads::NetThreads;
 use crate::reply::Modes;
@@ -97,7 +98,7 @@ impl Server {
     pub fn start(cfg: &Config) -> Result<Server, StartError> {
         let backend: Arc<dyn Backend> = cfg
             .backend
-            .open(&cfg.db_path)
+            .open(&cfg.db_path, cfg.durability == Durability::Disk)
             .map_err(|e| {
                 StartError(format!(
                     "cannot open the {} database: {e}",

@@ -170,10 +170,12 @@ impl BackendKind {
         }
     }
 
-    /// Opens (creating when missing) the database at `path`.
-    pub fn open(self, path: &Path) -> BackendResult<Box<dyn Backend>> {
+    /// Opens (creating when missing) the database at `path`;
+    /// `for_sync_writes` when synchronous writes wait for the disk
+    /// (`--durability disk`), whose fsyncs a backend may prepare for.
+    pub fn open(self, path: &Path, for_sync_writes: bool) -> BackendResult<Box<dyn Backend>> {
         Ok(match self {
-            Self::Rocksdb => Box::new(RocksBackend::open(path)?),
+            Self::Rocksdb => Box::new(RocksBackend::open_with(path, for_sync_writes)?),
             Self::Null => Box::new(NullBackend),
         })
     }
