@@ -175,7 +175,7 @@ impl BackendKind {
     /// (`--durability disk`), whose fsyncs a backend may prepare for.
     pub fn open(self, path: &Path, for_sync_writes: bool) -> BackendResult<Box<dyn Backend>> {
         Ok(match self {
-            Self::Rocksdb => Box::new(RocksBackend::open_with(path, for_sync_writes)?),
+            Self::Rocksdb => Box::new(RocksBackend::open(path, for_sync_writes)?),
             Self::Null => Box::new(NullBackend),
         })
     }

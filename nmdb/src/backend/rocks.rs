@@ -49,15 +49,15 @@ fn batch_of(ops: &[WriteOp]) -> WriteBatch {
 }
 
 impl RocksBackend {
-    /// Opens the database at `path` for asynchronous writes: the log is
-    /// not primed.
-    pub fn open(path: &Path) -> BackendResult<Self> {
-        Self::open_with(path, false)
+    /// Whether the file system of `path` has room for opening it for
+    /// synchronous writes to prime the log ([`PRIMER_MIN_FREE_BYTES`]).
+    pub fn has_room_to_prime_log(path: &Path) -> std::io::Result<bool> {
+        Ok(free_bytes(path)? >= PRIMER_MIN_FREE_BYTES)
     }
 
     /// Opens the database at `path`; `for_sync_writes`: the first log is
     /// primed when the disk has room ([`prime_log`]).
-    pub fn open_with(path: &Path, for_sync_writes: bool) -> BackendResult<Self> {
+    pub fn open(path: &Path, for_sync_writes: bool) -> BackendResult<Self> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.increase_parallelism(
@@ -99,20 +99,18 @@ impl RocksBackend {
             db.drop_cf(PRIMER_FAMILY).map_err(opening)?;
         }
         if for_sync_writes {
-            match free_bytes(path) {
-                Ok(free) if free >= PRIMER_MIN_FREE_BYTES => {
-                    prime_log(&mut db, &opts).map_err(|e| {
-                        BackendError::Engine(format!(
-                            "priming the log in {}: {}",
-                            path.display(),
-                            e.into_string()
-                        ))
-                    })?
-                }
-                Ok(free) => log::info!(
-                    "{} MB free in {}: the first log is not primed, and synchronous \
-                     writes fsync appends until RocksDB recycles logs",
-                    free >> 20,
+            match Self::has_room_to_prime_log(path) {
+                Ok(true) => prime_log(&mut db, &opts).map_err(|e| {
+                    BackendError::Engine(format!(
+                        "priming the log in {}: {}",
+                        path.display(),
+                        e.into_string()
+                    ))
+                })?,
+                Ok(false) => log::info!(
+                    "less than {} MB free in {}: the first log is not primed, and \
+                     synchronous writes fsync appends until RocksDB recycles logs",
+                    PRIMER_MIN_FREE_BYTES >> 20,
                     path.display()
                 ),
                 Err(e) => log::warn!("free space of {}: {e}", path.display()),
@@ -300,7 +298,7 @@ mod tests {
         let n = std::sync::atomic::AtomicUsize::new(0);
         conformance::run_all(&|| {
             let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Box::new(RocksBackend::open(&parent.join(i.to_string())).unwrap())
+            Box::new(RocksBackend::open(&parent.join(i.to_string()), false).unwrap())
         });
         std::fs::remove_dir_all(&parent).unwrap();
     }
@@ -327,7 +325,7 @@ mod tests {
         };
         let stored = |key: &[u8]| Some(Some(key.to_vec()));
         {
-            let b = RocksBackend::open(&dir).unwrap();
+            let b = RocksBackend::open(&dir, false).unwrap();
             b.write(&[put(b"old")]).unwrap();
             // Fresh writes are in the memtable: told from memory.
             assert_eq!(from_memory(&b, b"old"), stored(b"old"));
@@ -335,7 +333,7 @@ mod tests {
             b.flush().unwrap();
         }
         // Reopened, the key is in a table file whose blocks are not cached.
-        let b = RocksBackend::open(&dir).unwrap();
+        let b = RocksBackend::open(&dir, false).unwrap();
         assert_eq!(from_memory(&b, b"old"), None);
         b.write(&[put(b"new")]).unwrap();
         assert_eq!(from_memory(&b, b"new"), stored(b"new"));
@@ -349,7 +347,7 @@ mod tests {
     #[test]
     fn the_database_recycles_logs_and_syncs_table_files_as_they_grow() {
         let dir = temp_dir("options");
-        let b = RocksBackend::open(&dir).unwrap();
+        let b = RocksBackend::open(&dir, false).unwrap();
         // RocksDB records the options it runs with in OPTIONS-<number>.
         let options = std::fs::read_dir(&dir)
             .unwrap()
@@ -403,9 +401,9 @@ mod tests {
             .unwrap()
         };
         std::fs::create_dir_all(&dir).unwrap();
-        let room = free_bytes(&dir).unwrap() >= PRIMER_MIN_FREE_BYTES;
+        let room = RocksBackend::has_room_to_prime_log(&dir).unwrap();
         for round in 0..2 {
-            let b = RocksBackend::open_with(&dir, true).unwrap();
+            let b = RocksBackend::open(&dir, true).unwrap();
             if round == 1 {
                 // Primed again over a database with data: the data is kept.
                 assert_eq!(b.get(b"k").unwrap().as_deref(), Some(&b"v0"[..]));
@@ -423,7 +421,7 @@ mod tests {
             assert_eq!(DB::list_cf(&opts, &dir).unwrap(), ["default"]);
         }
         assert_eq!(
-            RocksBackend::open(&dir)
+            RocksBackend::open(&dir, false)
                 .unwrap()
                 .get(b"k")
                 .unwrap()
@@ -436,7 +434,7 @@ mod tests {
     #[test]
     fn opened_for_asynchronous_writes_the_log_is_not_primed() {
         let dir = temp_dir("unprimed");
-        let b = RocksBackend::open(&dir).unwrap();
+        let b = RocksBackend::open(&dir, false).unwrap();
         assert!(!reused_a_log(&dir));
         assert!(
             logs(&dir).iter().all(|(size, _)| *size < 1 << 20),
@@ -457,7 +455,7 @@ mod tests {
             db.create_cf(PRIMER_FAMILY, &opts).unwrap();
             db.put(b"k", b"v").unwrap();
         }
-        let b = RocksBackend::open(&dir).unwrap();
+        let b = RocksBackend::open(&dir, false).unwrap();
         assert_eq!(b.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
         drop(b);
         assert_eq!(DB::list_cf(&Options::default(), &dir).unwrap(), ["default"]);
@@ -468,7 +466,7 @@ mod tests {
     fn creates_a_missing_directory_and_reopens_with_data() {
         let dir = temp_dir("reopen");
         {
-            let b = RocksBackend::open(&dir).unwrap();
+            let b = RocksBackend::open(&dir, false).unwrap();
             b.write(&[WriteOp::Put {
                 key: b"k".to_vec(),
                 value: b"v".to_vec(),
@@ -476,7 +474,7 @@ mod tests {
             .unwrap();
             b.flush().unwrap();
         }
-        let b = RocksBackend::open(&dir).unwrap();
+        let b = RocksBackend::open(&dir, false).unwrap();
         assert_eq!(b.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -487,7 +485,7 @@ mod tests {
         std::fs::write(&file, b"not a database").unwrap();
         // The file itself, and a directory under it.
         for path in [file.clone(), file.join("db")] {
-            let err = RocksBackend::open(&path)
+            let err = RocksBackend::open(&path, false)
                 .err()
                 .expect("must fail")
                 .to_string();
