@@ -483,6 +483,21 @@ impl DgramSocket {
         self.setsockopt(libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)
     }
 
+    /// Stops receiving, sending still works: on UDP every thread blocked
+    /// in a receive on this socket returns at once, and later receives
+    /// return a message of length 0 without waiting. How receivers that
+    /// wait without a timeout are told to stop. An unconnected socket is
+    /// shut all the same, though the call reports `ENOTCONN`; that is not
+    /// an error here. (TIPC takes only `SHUT_RDWR`, and one-to-many SCTP
+    /// sockets ignore it.)
+    pub fn shutdown_read(&self) -> io::Result<()> {
+        // SAFETY: plain system call on our descriptor.
+        match cvt(unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_RD) }) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
     /// `setsockopt` with a plain-data value.
     pub fn setsockopt<T>(
         &self,
@@ -673,6 +688,7 @@ impl AsRawFd for DgramSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn inet_addresses_round_trip() {
@@ -711,6 +727,35 @@ mod tests {
         let (n, from) = rx.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"ping");
         assert_eq!(from, tx.local_addr().unwrap());
+    }
+
+    #[test]
+    fn a_udp_receive_waiting_without_timeout_returns_once_reading_is_shut() {
+        let rx = Arc::new(DgramSocket::new(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap());
+        rx.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        let waiting: Vec<_> = (0..2)
+            .map(|_| {
+                let rx = rx.clone();
+                std::thread::spawn(move || {
+                    let mut batch = RecvBatch::new(4, 64);
+                    let mut one = [0u8; 64];
+                    (
+                        rx.recv_message(&mut one, false).map(|m| m.len),
+                        rx.recv_batch(&mut batch, 4),
+                    )
+                })
+            })
+            .collect();
+        // Long enough for both threads to be asleep in the receive; were
+        // they not yet, their receives would return at once all the same.
+        std::thread::sleep(Duration::from_millis(50));
+        rx.shutdown_read().unwrap();
+        for t in waiting {
+            let (one, batch) = t.join().unwrap();
+            assert_eq!(one.unwrap(), 0);
+            assert!(batch.is_ok());
+        }
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub struct Server {
     backend: Arc<dyn Backend>,
     net: Option<NetThreads>,
     datagram_threads: Vec<JoinHandle<()>>,
+    /// The sockets those threads receive on, to wake them at shutdown.
+    datagram_sockets: Vec<Arc<Datagram>>,
     stop: Arc<AtomicBool>,
     addrs: LocalAddrs,
     tcp_limits: Arc<tcp::Limits>,
@@ -153,6 +155,7 @@ impl Server {
             backend,
             net: None,
             datagram_threads: Vec::new(),
+            datagram_sockets: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
             addrs: LocalAddrs::default(),
             tcp_limits: Arc::new(tcp::Limits::new(
@@ -253,9 +256,11 @@ impl Server {
     }
 
     fn start_datagram(&mut self, socket: Datagram, what: &str) -> Result<(), StartError> {
-        let threads = datagram::spawn(Arc::new(socket), self.engine.clone(), self.stop.clone())
+        let socket = Arc::new(socket);
+        let threads = datagram::spawn(socket.clone(), self.engine.clone(), self.stop.clone())
             .map_err(|e| StartError(format!("{what}: cannot start threads: {e}")))?;
         self.datagram_threads.extend(threads);
+        self.datagram_sockets.push(socket);
         log::info!("listening on {what}");
         Ok(())
     }
@@ -307,6 +312,9 @@ impl Server {
     /// makes the database durable.
     pub fn shutdown(mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        for socket in &self.datagram_sockets {
+            socket.stop_receiving();
+        }
         for t in self.datagram_threads.drain(..) {
             let _ = t.join();
         }

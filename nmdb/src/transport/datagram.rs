@@ -6,9 +6,15 @@
 //! [`Kind::receive_threads`]). Each receive takes every queued message up
 //! to [`BATCH`] in one system call, so under load a request costs less
 //! than a call of its own (SCTP, whose over-long messages come in pieces,
-//! takes one at a time). Sockets have a receive timeout so the threads
-//! notice shutdown. A message longer than the protocol allows is
+//! takes one at a time). A message longer than the protocol allows is
 //! counted as a broken request and dropped whole, never parsed cut short.
+//!
+//! UDP receivers wait without a timeout and are woken at shutdown by
+//! shutting the socket for reading ([`Datagram::stop_receiving`]): a
+//! receive timeout arms a kernel timer at every wait, and that cost one
+//! client 4-5% of its requests per second (BENCHMARKS.md). TIPC and SCTP
+//! sockets cannot be shut that way, so their receivers keep a timeout
+//! and notice shutdown within [`STOP_POLL`].
 
 use crate::engine::{Engine, Link};
 use crate::reply::{DatagramSend, PeerAddr, ReplyShape, ReplyTo};
@@ -20,7 +26,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// How often a blocked receiver checks for shutdown.
+/// How often a receiver blocked on a TIPC or SCTP socket checks for
+/// shutdown.
 pub const STOP_POLL: Duration = Duration::from_millis(200);
 
 /// Which datagram transport a socket carries.
@@ -67,6 +74,12 @@ impl Kind {
         }
     }
 
+    /// Whether receivers are woken at shutdown by shutting the socket for
+    /// reading (UDP) rather than by a receive timeout.
+    fn wakes_by_shutdown(self) -> bool {
+        self == Kind::Udp
+    }
+
     /// Largest reply that fits one message of this transport.
     fn max_reply(self) -> usize {
         match self {
@@ -83,10 +96,27 @@ pub struct Datagram {
 }
 
 impl Datagram {
-    /// Wraps a bound socket, with the shutdown poll as receive timeout.
+    /// Wraps a bound socket; one that cannot be shut for reading gets
+    /// the shutdown poll as receive timeout.
     pub fn new(socket: DgramSocket, kind: Kind) -> io::Result<Self> {
-        socket.set_read_timeout(Some(STOP_POLL))?;
+        if !kind.wakes_by_shutdown() {
+            socket.set_read_timeout(Some(STOP_POLL))?;
+        }
         Ok(Datagram { socket, kind })
+    }
+
+    /// Wakes the receivers once the stop flag is set, so that they see it
+    /// (those on sockets with a receive timeout see it within
+    /// [`STOP_POLL`] anyway). Replies can still be sent.
+    pub fn stop_receiving(&self) {
+        if self.kind.wakes_by_shutdown() {
+            if let Err(e) = self.socket.shutdown_read() {
+                log::error!(
+                    "{}: cannot wake the receivers to stop: {e}",
+                    self.kind.name()
+                );
+            }
+        }
     }
 }
 
@@ -163,6 +193,9 @@ fn receive_loop(socket: Arc<Datagram>, engine: Arc<Engine>, stop: Arc<AtomicBool
         if singles_left > 0 {
             singles_left -= 1;
             match socket.socket.recv_message(&mut single, false) {
+                // Woken to stop: what came is the empty read of a socket
+                // shut for reading, not a request.
+                Ok(_) if stop.load(Ordering::Relaxed) => break,
                 Ok(msg) => {
                     let bytes = &single[..msg.len];
                     serve_message(&socket, &engine, &msg, bytes, &mut replies);
@@ -173,6 +206,7 @@ fn receive_loop(socket: Arc<Datagram>, engine: Arc<Engine>, stop: Arc<AtomicBool
             continue;
         }
         let received = match socket.socket.recv_batch(&mut batch, BATCH) {
+            Ok(_) if stop.load(Ordering::Relaxed) => break,
             Ok(n) => n,
             Err(e) => {
                 receive_failed(socket.kind.name(), &e);
