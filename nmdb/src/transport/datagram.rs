@@ -63,14 +63,18 @@ impl Kind {
 
     /// Receive threads for one socket. One for SCTP, whose pieces of an
     /// over-long message must reach the thread that skips them; the others
-    /// take one per core, at least two, so that every core can serve
-    /// requests and one slow request does not hold up the next message
-    /// (the kernel hands each datagram to one waiting thread).
+    /// take one per core this process may run on, so that every core can
+    /// serve requests (the kernel hands each datagram to one waiting
+    /// thread). No more: these threads never wait for the database, so a
+    /// second thread on one core would serve nothing the first could not,
+    /// and the kernel, which wakes the thread that has waited longest,
+    /// would hand it every other request of a lone client at the cost of a
+    /// switch between them (0.9 µs of CPU a request, BENCHMARKS.md).
     pub fn receive_threads(self) -> usize {
         if self.has_record_marks() {
             1
         } else {
-            std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
+            std::thread::available_parallelism().map_or(2, |n| n.get())
         }
     }
 
@@ -314,9 +318,9 @@ mod tests {
 
     #[test]
     fn udp_and_tipc_get_a_receive_thread_per_core_and_sctp_one() {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = std::thread::available_parallelism().unwrap().get();
         for kind in [Kind::Udp, Kind::Tipc] {
-            assert_eq!(kind.receive_threads(), cores.max(2));
+            assert_eq!(kind.receive_threads(), cores);
         }
         assert_eq!(Kind::Sctp.receive_threads(), 1);
     }
