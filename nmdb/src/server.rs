@@ -300,6 +300,33 @@ impl Server {
         Ok(self.net.as_ref().expect("just created"))
     }
 
+    /// Wakes the datagram receivers until every one has stopped: a TIPC
+    /// wake-up can be refused (see [`Datagram::stop_receiving`]), and one
+    /// receiver's batch can take the wake-ups meant for the others.
+    fn stop_datagram_threads(&mut self) {
+        const PATIENCE: Duration = Duration::from_millis(50);
+        loop {
+            for socket in &self.datagram_sockets {
+                socket.stop_receiving();
+            }
+            let started = std::time::Instant::now();
+            while !self.datagram_threads.iter().all(|t| t.is_finished()) {
+                if started.elapsed() > PATIENCE {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if self.datagram_threads.iter().all(|t| t.is_finished()) {
+                break;
+            }
+        }
+        for t in self.datagram_threads.drain(..) {
+            if t.join().is_err() {
+                log::error!("a datagram receive thread panicked");
+            }
+        }
+    }
+
     pub fn local_addrs(&self) -> &LocalAddrs {
         &self.addrs
     }
@@ -312,12 +339,7 @@ impl Server {
     /// makes the database durable.
     pub fn shutdown(mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        for socket in &self.datagram_sockets {
-            socket.stop_receiving();
-        }
-        for t in self.datagram_threads.drain(..) {
-            let _ = t.join();
-        }
+        self.stop_datagram_threads();
         if let Some(net) = self.net.take() {
             net.shutdown(Duration::from_secs(1));
         }

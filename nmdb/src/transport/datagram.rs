@@ -9,12 +9,14 @@
 //! takes one at a time). A message longer than the protocol allows is
 //! counted as a broken request and dropped whole, never parsed cut short.
 //!
-//! UDP receivers wait without a timeout and are woken at shutdown by
-//! shutting the socket for reading ([`Datagram::stop_receiving`]): a
-//! receive timeout arms a kernel timer at every wait, and that cost one
-//! client 4-5% of its requests per second (BENCHMARKS.md). TIPC and SCTP
-//! sockets cannot be shut that way, so their receivers keep a timeout
-//! and notice shutdown within [`STOP_POLL`].
+//! UDP and TIPC receivers wait without a timeout: a receive timeout arms
+//! a kernel timer at every wait, and that cost one UDP client 4-5% of its
+//! requests per second (BENCHMARKS.md). At shutdown they are woken to see
+//! the stop flag ([`Datagram::stop_receiving`]): a UDP socket is shut for
+//! reading, and a TIPC socket, which can only be shut both ways (its
+//! last replies could not be sent), is sent one message per receiver.
+//! An SCTP socket can be neither, so its receiver keeps a timeout and
+//! notices shutdown within [`STOP_POLL`].
 
 use crate::engine::{Engine, Link};
 use crate::reply::{DatagramSend, PeerAddr, ReplyShape, ReplyTo};
@@ -26,8 +28,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// How often a receiver blocked on a TIPC or SCTP socket checks for
-/// shutdown.
+/// How often a receiver blocked on an SCTP socket checks for shutdown.
 pub const STOP_POLL: Duration = Duration::from_millis(200);
 
 /// Which datagram transport a socket carries.
@@ -78,10 +79,10 @@ impl Kind {
         }
     }
 
-    /// Whether receivers are woken at shutdown by shutting the socket for
-    /// reading (UDP) rather than by a receive timeout.
-    fn wakes_by_shutdown(self) -> bool {
-        self == Kind::Udp
+    /// Whether receivers wait without a timeout, to be woken at shutdown
+    /// by [`Datagram::stop_receiving`].
+    fn waits_without_timeout(self) -> bool {
+        self != Kind::Sctp
     }
 
     /// Largest reply that fits one message of this transport.
@@ -100,27 +101,43 @@ pub struct Datagram {
 }
 
 impl Datagram {
-    /// Wraps a bound socket; one that cannot be shut for reading gets
+    /// Wraps a bound socket; one whose receivers cannot be woken gets
     /// the shutdown poll as receive timeout.
     pub fn new(socket: DgramSocket, kind: Kind) -> io::Result<Self> {
-        if !kind.wakes_by_shutdown() {
+        if !kind.waits_without_timeout() {
             socket.set_read_timeout(Some(STOP_POLL))?;
         }
         Ok(Datagram { socket, kind })
     }
 
     /// Wakes the receivers once the stop flag is set, so that they see it
-    /// (those on sockets with a receive timeout see it within
-    /// [`STOP_POLL`] anyway). Replies can still be sent.
+    /// (the SCTP receiver sees it within [`STOP_POLL`] anyway). Replies
+    /// can still be sent. A TIPC wake-up message can be refused when the
+    /// socket's queue is full, but then its receivers are not waiting;
+    /// the caller calls again until every receiver has stopped.
     pub fn stop_receiving(&self) {
-        if self.kind.wakes_by_shutdown() {
-            if let Err(e) = self.socket.shutdown_read() {
-                log::error!(
-                    "{}: cannot wake the receivers to stop: {e}",
-                    self.kind.name()
-                );
-            }
+        let woken = match self.kind {
+            Kind::Udp => self.socket.shutdown_read(),
+            Kind::Tipc => self.send_wake_ups(),
+            Kind::Sctp => Ok(()),
+        };
+        if let Err(e) = woken {
+            log::error!(
+                "{}: cannot wake the receivers to stop: {e}",
+                self.kind.name()
+            );
         }
+    }
+
+    /// Sends the socket, at its own port, one message per receiver.
+    fn send_wake_ups(&self) -> io::Result<()> {
+        let own = self.socket.local_addr()?;
+        let waker = DgramSocket::new(own.family(), libc::SOCK_RDM, 0)?;
+        for _ in 0..self.kind.receive_threads() {
+            // Seen as a wake-up, never served: the stop flag is set.
+            waker.send_to_without_waiting(&[0], &own)?;
+        }
+        Ok(())
     }
 }
 
