@@ -305,9 +305,19 @@ impl Server {
     /// receiver's batch can take the wake-ups meant for the others.
     fn stop_datagram_threads(&mut self) {
         const PATIENCE: Duration = Duration::from_millis(50);
+        let mut told = false;
         loop {
             for socket in &self.datagram_sockets {
-                socket.stop_receiving();
+                if let Err(e) = socket.stop_receiving() {
+                    // Said once: the wake-ups are tried again until the
+                    // receivers have stopped.
+                    if !std::mem::replace(&mut told, true) {
+                        log::warn!(
+                            "{}: cannot wake the receivers to stop, trying again: {e}",
+                            socket.kind().name()
+                        );
+                    }
+                }
             }
             let started = std::time::Instant::now();
             while !self.datagram_threads.iter().all(|t| t.is_finished()) {

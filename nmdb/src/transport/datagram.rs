@@ -115,18 +115,16 @@ impl Datagram {
     /// can still be sent. A TIPC wake-up message can be refused when the
     /// socket's queue is full, but then its receivers are not waiting;
     /// the caller calls again until every receiver has stopped.
-    pub fn stop_receiving(&self) {
-        let woken = match self.kind {
+    pub fn stop_receiving(&self) -> io::Result<()> {
+        match self.kind {
             Kind::Udp => self.socket.shutdown_read(),
             Kind::Tipc => self.send_wake_ups(),
             Kind::Sctp => Ok(()),
-        };
-        if let Err(e) = woken {
-            log::error!(
-                "{}: cannot wake the receivers to stop: {e}",
-                self.kind.name()
-            );
         }
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
     /// Sends the socket, at its own port, one message per receiver.
