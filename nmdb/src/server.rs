@@ -51,6 +51,9 @@ pub struct LocalAddrs {
     pub metrics: Option<SocketAddr>,
 }
 
+/// How long shutdown waits for the datagram receivers to stop.
+const RECEIVERS_PATIENCE: Duration = Duration::from_secs(10);
+
 pub struct Server {
     engine: Arc<Engine>,
     backend: Arc<dyn Backend>,
@@ -302,11 +305,23 @@ impl Server {
 
     /// Wakes the datagram receivers until every one has stopped: a TIPC
     /// wake-up can be refused (see [`Datagram::stop_receiving`]), and one
-    /// receiver's batch can take the wake-ups meant for the others.
+    /// receiver's batch can take the wake-ups meant for the others. A
+    /// receiver still running after [`RECEIVERS_PATIENCE`] is left behind
+    /// with a warning, so that the database is still closed cleanly.
     fn stop_datagram_threads(&mut self) {
-        const PATIENCE: Duration = Duration::from_millis(50);
+        const RETRY_EVERY: Duration = Duration::from_millis(50);
+        let started = std::time::Instant::now();
         let mut told = false;
-        loop {
+        let all_stopped = |threads: &[JoinHandle<()>]| threads.iter().all(|t| t.is_finished());
+        while !all_stopped(&self.datagram_threads) {
+            if started.elapsed() > RECEIVERS_PATIENCE {
+                log::warn!(
+                    "datagram receivers still running after {RECEIVERS_PATIENCE:?}: \
+                     shutting down without them"
+                );
+                self.datagram_threads.clear();
+                return;
+            }
             for socket in &self.datagram_sockets {
                 if let Err(e) = socket.stop_receiving() {
                     // Said once: the wake-ups are tried again until the
@@ -319,15 +334,9 @@ impl Server {
                     }
                 }
             }
-            let started = std::time::Instant::now();
-            while !self.datagram_threads.iter().all(|t| t.is_finished()) {
-                if started.elapsed() > PATIENCE {
-                    break;
-                }
+            let tried = std::time::Instant::now();
+            while !all_stopped(&self.datagram_threads) && tried.elapsed() < RETRY_EVERY {
                 std::thread::sleep(Duration::from_millis(1));
-            }
-            if self.datagram_threads.iter().all(|t| t.is_finished()) {
-                break;
             }
         }
         for t in self.datagram_threads.drain(..) {

@@ -20,7 +20,7 @@
 
 use crate::engine::{Engine, Link};
 use crate::reply::{DatagramSend, PeerAddr, ReplyShape, ReplyTo};
-use nmdb_net::{DgramSocket, Message, RecvBatch, SendBatch};
+use nmdb_net::{DgramSocket, Message, RecvBatch, SendBatch, SockAddr};
 use nmdb_proto::{Counter, REQUEST_HEADER_LEN};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,6 +98,10 @@ impl Kind {
 pub struct Datagram {
     socket: DgramSocket,
     kind: Kind,
+    /// TIPC: a socket of its own and the receiving socket's port, made at
+    /// start so that waking the receivers needs no new descriptor at
+    /// shutdown (a flood of connections may have taken them all).
+    waker: Option<(DgramSocket, SockAddr)>,
 }
 
 impl Datagram {
@@ -107,7 +111,18 @@ impl Datagram {
         if !kind.waits_without_timeout() {
             socket.set_read_timeout(Some(STOP_POLL))?;
         }
-        Ok(Datagram { socket, kind })
+        let waker = match kind {
+            Kind::Tipc => {
+                let own = socket.local_addr()?;
+                Some((DgramSocket::new(own.family(), libc::SOCK_RDM, 0)?, own))
+            }
+            Kind::Udp | Kind::Sctp => None,
+        };
+        Ok(Datagram {
+            socket,
+            kind,
+            waker,
+        })
     }
 
     /// Wakes the receivers once the stop flag is set, so that they see it
@@ -129,11 +144,12 @@ impl Datagram {
 
     /// Sends the socket, at its own port, one message per receiver.
     fn send_wake_ups(&self) -> io::Result<()> {
-        let own = self.socket.local_addr()?;
-        let waker = DgramSocket::new(own.family(), libc::SOCK_RDM, 0)?;
+        let Some((waker, own)) = &self.waker else {
+            return Ok(());
+        };
         for _ in 0..self.kind.receive_threads() {
             // Seen as a wake-up, never served: the stop flag is set.
-            waker.send_to_without_waiting(&[0], &own)?;
+            waker.send_to_without_waiting(&[0], own)?;
         }
         Ok(())
     }
