@@ -20,6 +20,7 @@
 
 use crate::engine::{Engine, Link};
 use crate::reply::{DatagramSend, PeerAddr, ReplyShape, ReplyTo};
+use nmdb_net::tipc::rdm_socket;
 use nmdb_net::{DgramSocket, Message, RecvBatch, SendBatch, SockAddr};
 use nmdb_proto::{Counter, REQUEST_HEADER_LEN};
 use std::io;
@@ -79,12 +80,6 @@ impl Kind {
         }
     }
 
-    /// Whether receivers wait without a timeout, to be woken at shutdown
-    /// by [`Datagram::stop_receiving`].
-    fn waits_without_timeout(self) -> bool {
-        self != Kind::Sctp
-    }
-
     /// Largest reply that fits one message of this transport.
     fn max_reply(self) -> usize {
         match self {
@@ -98,31 +93,38 @@ impl Kind {
 pub struct Datagram {
     socket: DgramSocket,
     kind: Kind,
-    /// TIPC: a socket of its own and the receiving socket's port, made at
-    /// start so that waking the receivers needs no new descriptor at
-    /// shutdown (a flood of connections may have taken them all).
-    waker: Option<(DgramSocket, SockAddr)>,
+    wake: Wake,
+}
+
+/// How a socket's receivers are woken at shutdown to see the stop flag.
+enum Wake {
+    /// UDP: the socket is shut for reading.
+    ShutReading,
+    /// TIPC: one message per receiver, from a socket of its own to the
+    /// receiving socket's port. Both are made at start, so that waking
+    /// needs no new descriptor at shutdown (a flood of connections may
+    /// have taken them all).
+    Message { from: DgramSocket, to: SockAddr },
+    /// SCTP: not woken; the receive timeout is the shutdown poll.
+    Poll,
 }
 
 impl Datagram {
     /// Wraps a bound socket; one whose receivers cannot be woken gets
     /// the shutdown poll as receive timeout.
     pub fn new(socket: DgramSocket, kind: Kind) -> io::Result<Self> {
-        if !kind.waits_without_timeout() {
-            socket.set_read_timeout(Some(STOP_POLL))?;
-        }
-        let waker = match kind {
-            Kind::Tipc => {
-                let own = socket.local_addr()?;
-                Some((DgramSocket::new(own.family(), libc::SOCK_RDM, 0)?, own))
+        let wake = match kind {
+            Kind::Udp => Wake::ShutReading,
+            Kind::Tipc => Wake::Message {
+                from: rdm_socket()?,
+                to: socket.local_addr()?,
+            },
+            Kind::Sctp => {
+                socket.set_read_timeout(Some(STOP_POLL))?;
+                Wake::Poll
             }
-            Kind::Udp | Kind::Sctp => None,
         };
-        Ok(Datagram {
-            socket,
-            kind,
-            waker,
-        })
+        Ok(Datagram { socket, kind, wake })
     }
 
     /// Wakes the receivers once the stop flag is set, so that they see it
@@ -131,27 +133,21 @@ impl Datagram {
     /// socket's queue is full, but then its receivers are not waiting;
     /// the caller calls again until every receiver has stopped.
     pub fn stop_receiving(&self) -> io::Result<()> {
-        match self.kind {
-            Kind::Udp => self.socket.shutdown_read(),
-            Kind::Tipc => self.send_wake_ups(),
-            Kind::Sctp => Ok(()),
+        match &self.wake {
+            Wake::ShutReading => self.socket.shutdown_read(),
+            Wake::Message { from, to } => {
+                for _ in 0..self.kind.receive_threads() {
+                    // Seen as a wake-up, never served: the stop flag is set.
+                    from.send_to_without_waiting(&[0], to)?;
+                }
+                Ok(())
+            }
+            Wake::Poll => Ok(()),
         }
     }
 
     pub fn kind(&self) -> Kind {
         self.kind
-    }
-
-    /// Sends the socket, at its own port, one message per receiver.
-    fn send_wake_ups(&self) -> io::Result<()> {
-        let Some((waker, own)) = &self.waker else {
-            return Ok(());
-        };
-        for _ in 0..self.kind.receive_threads() {
-            // Seen as a wake-up, never served: the stop flag is set.
-            waker.send_to_without_waiting(&[0], own)?;
-        }
-        Ok(())
     }
 }
 
