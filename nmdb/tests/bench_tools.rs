@@ -71,3 +71,20 @@ fn the_scaling_section_of_nmdb_bench_measures_both_client_counts_in_turn() {
         assert!(f[3] <= f[2] && f[2] <= f[4], "{case}: {f:?}");
     }
 }
+
+#[test]
+fn nmdb_bench_counts_database_threads_apart_for_writes_and_not_for_cache_requests() {
+    let text = nmdb_bench(&["--only", "tcp ", "--ops", "2000"]);
+    // nmdb, echo, ratio%, cpu µs/req, of it db, echo cpu.
+    let write = figures(&text, "tcp normal set (1 client)", &['%']);
+    assert_eq!(write.len(), 6, "{write:?}");
+    let (cpu, db) = (write[3], write[4]);
+    assert!(
+        db > 0.0 && db < cpu,
+        "normal SET: {db} of {cpu} µs in the database"
+    );
+    // Cache-only requests never reach a database thread.
+    let cached = figures(&text, "tcp cache-only get (1 client)", &['%']);
+    assert_eq!(cached.len(), 6, "{cached:?}");
+    assert_eq!(cached[4], 0.0, "cache-only GET: {cached:?}");
+}

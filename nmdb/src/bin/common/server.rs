@@ -113,17 +113,56 @@ impl BenchServer {
     }
 }
 
-/// CPU time used by every thread of process `pid`, in nanoseconds from
-/// the scheduler (`/proc/PID/task/*/schedstat`), not clock ticks.
+/// CPU time a process has used, in nanoseconds from the scheduler
+/// (`/proc/PID/task/*/schedstat`), not clock ticks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTime {
+    /// Every thread's.
+    pub all: Duration,
+    /// That of nmdb's database threads: its queue workers, its group
+    /// commit and RocksDB's flushes and compactions. The rest is the
+    /// network threads' (and, rarely, the main thread's).
+    pub database: Duration,
+}
+
+impl std::ops::Sub for CpuTime {
+    type Output = CpuTime;
+
+    fn sub(self, earlier: CpuTime) -> CpuTime {
+        CpuTime {
+            all: self.all - earlier.all,
+            database: self.database - earlier.database,
+        }
+    }
+}
+
+/// Whether a thread of nmdb named `name` does database work.
+fn is_database_thread(name: &str) -> bool {
+    ["nmdb-db-", "nmdb-commit", "rocksdb:"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+}
+
+/// CPU time used so far by the threads of process `pid`.
 #[allow(dead_code)] // nmdb-overload does not measure CPU
-pub fn process_cpu_time(pid: u32) -> Duration {
+pub fn process_cpu_time(pid: u32) -> CpuTime {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-    let ns: u64 = tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    Duration::from_nanos(ns)
+    let mut time = CpuTime::default();
+    for task in tasks.flatten() {
+        let read = |file: &str| std::fs::read_to_string(task.path().join(file)).ok();
+        // A thread that ends meanwhile is skipped.
+        let Some(ns) =
+            read("schedstat").and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let ns = Duration::from_nanos(ns);
+        time.all += ns;
+        if read("comm").is_some_and(|name| is_database_thread(name.trim_end())) {
+            time.database += ns;
+        }
+    }
+    time
 }
 
 impl Drop for BenchServer {
