@@ -26,7 +26,7 @@
 //! would delay (a write stall), or a DEL whose key could only be looked up
 //! on disk, is queued for a worker instead.
 
-use crate::backend::{Backend, BackendError, WriteOp};
+use crate::backend::{Backend, BackendError, KeyValue, WriteOp};
 use crate::budget::QueueBudget;
 use crate::cache::{Cache, DbClaim, FillTicket};
 use crate::groupcommit::{Durability, GroupCommit, SyncReply};
@@ -55,8 +55,7 @@ pub enum DbOp {
         fill: Option<FillTicket>,
     },
     Set {
-        key: Vec<u8>,
-        value: Vec<u8>,
+        entry: KeyValue,
         sync: bool,
     },
     Del {
@@ -80,7 +79,7 @@ impl DbOp {
     fn cost(&self) -> usize {
         let held = match self {
             DbOp::Get { key, .. } | DbOp::Del { key, .. } | DbOp::Incr { key, .. } => key.len(),
-            DbOp::Set { key, value, .. } => key.len() + value.len(),
+            DbOp::Set { entry, .. } => entry.size(),
             DbOp::Cas { key, old, new } => key.len() + old.len() + new.len(),
         };
         held + std::mem::size_of::<Msg>()
@@ -557,9 +556,7 @@ impl Worker {
     /// the answer is the backend's own (the null backend forgets writes;
     /// a read must not see them).
     fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
-        let touched = self.pending.iter().any(|op| match op {
-            WriteOp::Put { key: k, .. } | WriteOp::Delete { key: k } => k == key,
-        });
+        let touched = self.pending.iter().any(|op| op.key() == key);
         if touched {
             self.flush();
         }
@@ -598,8 +595,8 @@ impl Worker {
                 }
                 Err(e) => self.failed(reply, id, "get", e),
             },
-            DbOp::Set { key, value, sync } => {
-                self.queue_write(WriteOp::Put { key, value });
+            DbOp::Set { entry, sync } => {
+                self.queue_write(WriteOp::Put(entry));
                 let answer = if sync {
                     Deferred::Durable
                 } else {
@@ -625,7 +622,7 @@ impl Worker {
                     self.answer(reply, id, Answer::Code(ReplyCode::NoMatch))
                 }
                 Ok(Some(_)) => {
-                    self.queue_write(WriteOp::Put { key, value: new });
+                    self.queue_write(WriteOp::new(&key, Some(&new)));
                     self.wait_for_batch(reply, id, Deferred::Code(ReplyCode::Ok));
                 }
                 Err(e) => self.failed(reply, id, "cas", e),
@@ -634,7 +631,7 @@ impl Worker {
                 Ok(None) => self.answer(reply, id, Answer::Code(ReplyCode::NotIn)),
                 Ok(Some(mut value)) => match incr::increment(&mut value, delta) {
                     Ok(n) => {
-                        self.queue_write(WriteOp::Put { key, value });
+                        self.queue_write(WriteOp::new(&key, Some(&value)));
                         self.wait_for_batch(reply, id, Deferred::Incr(n));
                     }
                     Err(NotANumber) => self.answer(reply, id, Answer::Code(ReplyCode::NoMatch)),

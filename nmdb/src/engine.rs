@@ -7,6 +7,7 @@
 //! stripe lock). Answers that need the database travel with the request to
 //! the queue, which sends them through the [`Link`]'s deferred target.
 
+use crate::backend::KeyValue;
 use crate::cache::{Cache, CasOutcome, IncrOutcome, Locked};
 use crate::dbqueue::{Change, DbOp, DbQueue, Job, ReadNow, Walk, WrittenNow};
 use crate::metrics::{Kind, Latency, Timer};
@@ -314,14 +315,15 @@ impl Engine {
         {
             return;
         }
-        let key = key.to_vec();
         let op = match change {
             Change::Set(value) => DbOp::Set {
-                key,
-                value: value.to_vec(),
+                entry: KeyValue::new(key, value),
                 sync,
             },
-            Change::Del { .. } => DbOp::Del { key, sync },
+            Change::Del { .. } => DbOp::Del {
+                key: key.to_vec(),
+                sync,
+            },
         };
         self.submit(op, id, slot, link, out, sync);
         if !sync {
@@ -496,10 +498,7 @@ mod tests {
             assert!(!at_once, "{durability:?}: answered before it was written");
             assert_eq!(
                 *backend.written.lock(),
-                [WriteOp::Put {
-                    key: b"k".to_vec(),
-                    value: b"v".to_vec()
-                }],
+                [WriteOp::new(b"k", Some(b"v"))],
                 "{durability:?}: the queue's worker wrote it"
             );
             engine.db.shutdown();
@@ -575,10 +574,7 @@ mod tests {
     }
 
     fn put(key: &[u8], value: &[u8]) -> WriteOp {
-        WriteOp::Put {
-            key: key.to_vec(),
-            value: value.to_vec(),
-        }
+        WriteOp::new(key, Some(value))
     }
 
     #[test]

@@ -15,10 +15,53 @@ pub use rocks::RocksBackend;
 use std::fmt;
 use std::path::Path;
 
+/// A key and its value in one allocation, the key's bytes first: an
+/// asynchronous SET is copied once on the network thread, and freed once
+/// by the database worker that wrote it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    bytes: Vec<u8>,
+    key_len: usize,
+}
+
+impl KeyValue {
+    pub fn new(key: &[u8], value: &[u8]) -> Self {
+        let mut bytes = Vec::with_capacity(key.len() + value.len());
+        bytes.extend_from_slice(key);
+        bytes.extend_from_slice(value);
+        KeyValue {
+            bytes,
+            key_len: key.len(),
+        }
+    }
+
+    pub fn key(&self) -> &[u8] {
+        &self.bytes[..self.key_len]
+    }
+
+    pub fn value(&self) -> &[u8] {
+        &self.bytes[self.key_len..]
+    }
+
+    /// Key and value bytes.
+    pub fn size(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+impl fmt::Debug for KeyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyValue")
+            .field("key", &self.key())
+            .field("value", &self.value())
+            .finish()
+    }
+}
+
 /// One change in a write batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOp {
-    Put { key: Vec<u8>, value: Vec<u8> },
+    Put(KeyValue),
     Delete { key: Vec<u8> },
 }
 
@@ -26,18 +69,22 @@ impl WriteOp {
     /// A put of `key` (`value` present) or its delete.
     pub fn new(key: &[u8], value: Option<&[u8]>) -> Self {
         match value {
-            Some(value) => WriteOp::Put {
-                key: key.to_vec(),
-                value: value.to_vec(),
-            },
+            Some(value) => WriteOp::Put(KeyValue::new(key, value)),
             None => WriteOp::Delete { key: key.to_vec() },
+        }
+    }
+
+    pub fn key(&self) -> &[u8] {
+        match self {
+            WriteOp::Put(entry) => entry.key(),
+            WriteOp::Delete { key } => key,
         }
     }
 
     /// Key and value bytes.
     pub fn size(&self) -> usize {
         match self {
-            WriteOp::Put { key, value } => key.len() + value.len(),
+            WriteOp::Put(entry) => entry.size(),
             WriteOp::Delete { key } => key.len(),
         }
     }
@@ -188,14 +235,11 @@ pub(crate) mod conformance {
     use super::*;
 
     fn put(k: &[u8], v: &[u8]) -> WriteOp {
-        WriteOp::Put {
-            key: k.to_vec(),
-            value: v.to_vec(),
-        }
+        WriteOp::new(k, Some(v))
     }
 
     fn del(k: &[u8]) -> WriteOp {
-        WriteOp::Delete { key: k.to_vec() }
+        WriteOp::new(k, None)
     }
 
     pub fn missing_key_is_none_not_error(b: &dyn Backend) {
@@ -308,11 +352,14 @@ impl Backend for FakeBackend {
     /// The value of the last write of `key`.
     fn get(&self, key: &[u8]) -> BackendResult<Option<Vec<u8>>> {
         let written = self.written.lock();
-        let last = written.iter().rev().find_map(|op| match op {
-            WriteOp::Put { key: k, value } if k == key => Some(Some(value.clone())),
-            WriteOp::Delete { key: k } if k == key => Some(None),
-            _ => None,
-        });
+        let last = written
+            .iter()
+            .rev()
+            .find(|op| op.key() == key)
+            .map(|op| match op {
+                WriteOp::Put(entry) => Some(entry.value().to_vec()),
+                WriteOp::Delete { .. } => None,
+            });
         Ok(last.flatten())
     }
 
@@ -360,5 +407,27 @@ impl Backend for FakeBackend {
 
     fn flush(&self) -> BackendResult<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_value_gives_back_the_key_and_value_it_was_made_of() {
+        for (key, value) in [
+            (&b"k"[..], &b"value"[..]),
+            (b"key", b""),
+            (b"", b"v"),
+            (b"\0\xff", b"\xff\0"),
+        ] {
+            let entry = KeyValue::new(key, value);
+            assert_eq!((entry.key(), entry.value()), (key, value));
+            assert_eq!(entry.size(), key.len() + value.len());
+            let op = WriteOp::Put(entry);
+            assert_eq!((op.key(), op.size()), (key, key.len() + value.len()));
+        }
+        assert_eq!(WriteOp::new(b"gone", None).key(), b"gone");
     }
 }

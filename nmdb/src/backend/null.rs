@@ -47,11 +47,7 @@ mod tests {
     #[test]
     fn writes_are_accepted_and_forgotten() {
         let b = NullBackend;
-        b.write(&[WriteOp::Put {
-            key: b"k".to_vec(),
-            value: b"v".to_vec(),
-        }])
-        .unwrap();
+        b.write(&[WriteOp::new(b"k", Some(b"v"))]).unwrap();
         assert_eq!(b.get(b"k").unwrap(), None);
     }
 

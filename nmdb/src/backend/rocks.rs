@@ -41,7 +41,7 @@ fn batch_of(ops: &[WriteOp]) -> WriteBatch {
     let mut batch = WriteBatch::default();
     for op in ops {
         match op {
-            WriteOp::Put { key, value } => batch.put(key, value),
+            WriteOp::Put(entry) => batch.put(entry.key(), entry.value()),
             WriteOp::Delete { key } => batch.delete(key),
         }
     }
@@ -319,10 +319,7 @@ mod tests {
     #[test]
     fn looking_a_key_up_without_waiting_never_reads_the_disk() {
         let dir = temp_dir("memory-read");
-        let put = |key: &[u8]| WriteOp::Put {
-            key: key.to_vec(),
-            value: key.to_vec(),
-        };
+        let put = |key: &[u8]| WriteOp::new(key, Some(key));
         let stored = |key: &[u8]| Some(Some(key.to_vec()));
         {
             let b = RocksBackend::open(&dir, false).unwrap();
@@ -393,13 +390,7 @@ mod tests {
     #[test]
     fn opened_for_sync_writes_the_first_log_is_a_filled_one_written_over() {
         let dir = temp_dir("primed");
-        let put = |b: &RocksBackend, v: &[u8]| {
-            b.write(&[WriteOp::Put {
-                key: b"k".to_vec(),
-                value: v.to_vec(),
-            }])
-            .unwrap()
-        };
+        let put = |b: &RocksBackend, v: &[u8]| b.write(&[WriteOp::new(b"k", Some(v))]).unwrap();
         std::fs::create_dir_all(&dir).unwrap();
         let room = RocksBackend::has_room_to_prime_log(&dir).unwrap();
         for round in 0..2 {
@@ -467,11 +458,7 @@ mod tests {
         let dir = temp_dir("reopen");
         {
             let b = RocksBackend::open(&dir, false).unwrap();
-            b.write(&[WriteOp::Put {
-                key: b"k".to_vec(),
-                value: b"v".to_vec(),
-            }])
-            .unwrap();
+            b.write(&[WriteOp::new(b"k", Some(b"v"))]).unwrap();
             b.flush().unwrap();
         }
         let b = RocksBackend::open(&dir, false).unwrap();
