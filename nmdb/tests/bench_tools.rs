@@ -88,3 +88,67 @@ fn nmdb_bench_counts_database_threads_apart_for_writes_and_not_for_cache_request
     assert_eq!(cached.len(), 6, "{cached:?}");
     assert_eq!(cached[4], 0.0, "cache-only GET: {cached:?}");
 }
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // After "(comm)": state, then the parent's pid.
+        let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+        if after_name.split_whitespace().nth(1) == Some(&pid.to_string()) {
+            found.push(child);
+        }
+    }
+    found
+}
+
+/// Whether process `pid` still runs (a zombie has ended).
+fn runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+        after_name.split_whitespace().next() != Some("Z")
+    })
+}
+
+#[test]
+fn an_interrupted_nmdb_bench_stops_its_servers_and_removes_their_files() {
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_nmdb-bench"))
+        .args(["--nmdb", env!("CARGO_BIN_EXE_nmdb")])
+        .args(["--only", "tcp cache-only get (1", "--ops", "100000000"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = bench.id();
+    let tmp = std::env::temp_dir();
+    let files = [
+        tmp.join(format!("nmdb-bench-disk-{pid}")),
+        tmp.join(format!("nmdb-bench-process-{pid}")),
+        tmp.join(format!("nmdb-bench-fsync-echo-{pid}")),
+    ];
+    // Two nmdb servers and two echo servers, started in that order.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let servers = loop {
+        let servers = children_of(pid);
+        if servers.len() == 4 && files.iter().all(|f| f.exists()) {
+            break servers;
+        }
+        assert!(std::time::Instant::now() < deadline, "servers: {servers:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let status = bench.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGINT), "{status:?}");
+    for server in servers {
+        assert!(!runs(server), "server {server} still runs");
+    }
+    for file in files {
+        assert!(!file.exists(), "{} is left", file.display());
+    }
+}

@@ -306,26 +306,28 @@ struct EchoServer {
 impl EchoServer {
     /// The blocking echo server, one thread per client.
     fn start() -> EchoServer {
-        Self::start_as(&["--echo-server"])
+        Self::start_as(&["--echo-server"], None)
     }
 
     /// The blocking echo server fdatasyncing each message to a log in
     /// `dir` before answering it; the log is removed with the server.
     fn start_fsyncing(dir: &Path) -> EchoServer {
         let log = dir.join(format!("nmdb-bench-fsync-echo-{}", std::process::id()));
-        let mut server = Self::start_as(&["--fsync-echo-server", &log.to_string_lossy()]);
-        server.log = Some(log);
-        server
+        let arg = log.to_string_lossy().into_owned();
+        Self::start_as(&["--fsync-echo-server", &arg], Some(log))
     }
 
     /// `args` pick which echo server: `--echo-server`,
-    /// `--fsync-echo-server FILE` or `--event-loop-echo-server`.
-    fn start_as(args: &[&str]) -> EchoServer {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the echo server");
+    /// `--fsync-echo-server FILE` (and `log` is FILE) or
+    /// `--event-loop-echo-server`.
+    fn start_as(args: &[&str], log: Option<std::path::PathBuf>) -> EchoServer {
+        let mut child =
+            server::dies_with_this_process(&mut Command::new(std::env::current_exe().unwrap()))
+                .args(args)
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start the echo server");
+        server::remember(child.id(), log.clone());
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -336,7 +338,7 @@ impl EchoServer {
             tcp: addr(),
             udp: addr(),
             child,
-            log: None,
+            log,
         }
     }
 
@@ -370,6 +372,7 @@ impl Drop for EchoServer {
         if let Some(log) = &self.log {
             let _ = std::fs::remove_file(log);
         }
+        server::forget(self.child.id());
     }
 }
 
@@ -1078,7 +1081,7 @@ fn metrics_cost(o: &Options) {
 fn event_loop_cost(o: &Options) {
     let server = BenchServer::start(o.bin.as_ref(), "bench-event-loop", true);
     let blocking = EchoServer::start();
-    let event_loop = EchoServer::start_as(&["--event-loop-echo-server"]);
+    let event_loop = EchoServer::start_as(&["--event-loop-echo-server"], None);
     println!(
         "{:<26} {:>9} {:>11} {:>6}   {:>9} {:>6} {:>11}   {:>15}",
         "case", "echo", "event loop", "ratio", "nmdb", "ratio", "ratio to el", "cpu µs/req e/el/n"
@@ -1113,6 +1116,7 @@ fn event_loop_cost(o: &Options) {
 
 fn main() {
     let o = parse_args();
+    server::clean_up_when_interrupted();
     println!(
         "nmdb-bench: {} ops per client and case, {} rounds",
         o.ops, o.rounds

@@ -364,6 +364,7 @@ fn burst(bin: &Path) {
 }
 
 fn main() {
+    server::clean_up_when_interrupted();
     let mut args = std::env::args().skip(1);
     let mut bin = std::env::current_exe().unwrap().with_file_name("nmdb");
     let mut secs = 10;

@@ -1,11 +1,97 @@
 //! A server process for the benchmark tools: started on loopback with a
 //! temporary RocksDB directory, waited for until it serves, stopped with
 //! SIGTERM and its directory removed when dropped.
+//!
+//! A tool that is interrupted leaves nothing behind either: every process
+//! it starts gets SIGTERM when the tool dies, however it dies
+//! ([`dies_with_this_process`]), and on SIGINT, SIGTERM or SIGHUP the tool
+//! stops its servers and removes their files before it exits
+//! ([`clean_up_when_interrupted`]). Only a tool killed outright
+//! (SIGKILL) leaves its servers' files in the temporary directory.
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// What the running tool started and must undo if interrupted: each
+/// process, and the file or directory it uses if any.
+static STARTED: Mutex<Vec<(u32, Option<PathBuf>)>> = Mutex::new(Vec::new());
+
+fn started() -> std::sync::MutexGuard<'static, Vec<(u32, Option<PathBuf>)>> {
+    STARTED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Records a process the tool started, and the file or directory it uses,
+/// until [`forget`] (when the tool stops it itself).
+pub fn remember(pid: u32, path: Option<PathBuf>) {
+    started().push((pid, path));
+}
+
+/// Undoes [`remember`].
+pub fn forget(pid: u32) {
+    started().retain(|&(p, _)| p != pid);
+}
+
+/// Makes the process `cmd` starts get SIGTERM when this process dies,
+/// whether it returns, is interrupted or is killed. Every process is
+/// started from the main thread, which lives as long as the process (the
+/// signal follows the thread that forked).
+pub fn dies_with_this_process(cmd: &mut Command) -> &mut Command {
+    // SAFETY: the hook only makes async-signal-safe calls.
+    let parent = unsafe { libc::getpid() };
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent died before the request took effect.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: stops every server the tool started,
+/// waits for them, removes their files and exits (128 + the signal).
+/// The tool's clients, whose servers are gone meanwhile, fail in silence.
+pub fn clean_up_when_interrupted() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !INTERRUPTED.load(Ordering::SeqCst) {
+            report(info);
+        }
+    }));
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).expect("signal handlers");
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            INTERRUPTED.store(true, Ordering::SeqCst);
+            let started = started();
+            for &(pid, _) in started.iter() {
+                // SAFETY: signalling and reaping our own children.
+                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            }
+            for (pid, path) in started.iter() {
+                unsafe { libc::waitpid(*pid as i32, std::ptr::null_mut(), 0) };
+                if let Some(path) = path {
+                    let _ = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
+                }
+            }
+            eprintln!("interrupted: servers stopped, their files removed");
+            std::process::exit(128 + signal);
+        }
+    });
+}
 
 pub struct BenchServer {
     child: Child,
@@ -32,6 +118,7 @@ impl BenchServer {
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("log");
         let mut cmd = Command::new(bin);
+        dies_with_this_process(&mut cmd);
         cmd.args(["-f", "--no-tipc", "--no-sctp", "-T", "127.0.0.1", "-t", "0"]);
         if udp {
             cmd.args(["-U", "127.0.0.1", "-u", "0"]);
@@ -47,6 +134,7 @@ impl BenchServer {
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        remember(child.id(), Some(dir.clone()));
         let deadline = Instant::now() + Duration::from_secs(30);
         let text = loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -171,5 +259,6 @@ impl Drop for BenchServer {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+        forget(self.child.id());
     }
 }
