@@ -192,12 +192,13 @@ impl Backend for RocksBackend {
     }
 
     fn write_without_waiting(&self, key: &[u8], value: Option<&[u8]>) -> BackendResult<bool> {
-        let mut batch = WriteBatch::default();
-        match value {
-            Some(value) => batch.put(key, value),
-            None => batch.delete(key),
-        }
-        match self.db.write_opt(batch, &self.prompt_write_options) {
+        // One change needs no batch of ours: RocksDB's put and delete build
+        // theirs on the stack.
+        let written = match value {
+            Some(value) => self.db.put_opt(key, value, &self.prompt_write_options),
+            None => self.db.delete_opt(key, &self.prompt_write_options),
+        };
+        match written {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(false),
             Err(e) => Err(engine(e)),
