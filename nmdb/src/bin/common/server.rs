@@ -38,12 +38,13 @@ pub fn forget(pid: u32) {
 }
 
 /// Makes the process `cmd` starts get SIGTERM when this process dies,
-/// whether it returns, is interrupted or is killed. Every process is
-/// started from the main thread, which lives as long as the process (the
-/// signal follows the thread that forked).
+/// whether it returns, is interrupted or is killed. The signal follows the
+/// thread that forked: the tools start every process from their main
+/// thread, which lives as long as they do.
 pub fn dies_with_this_process(cmd: &mut Command) -> &mut Command {
-    // SAFETY: the hook only makes async-signal-safe calls.
-    let parent = unsafe { libc::getpid() };
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: between fork and exec the hook makes async-signal-safe
+    // calls only.
     unsafe {
         cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
