@@ -459,6 +459,22 @@ fn connections_beyond_the_limit_are_closed_and_logged() {
 }
 
 #[test]
+fn a_connection_busier_than_the_idle_timeout_stays_open_until_it_falls_quiet() {
+    let dir = TempDir::new("busy");
+    let server = TestServer::start(&dir, &["--no-udp", "--idle-timeout", "1"]);
+    let mut c = server.tcp_client();
+    // A request every 300 ms for 2.4 s: never a whole second without one,
+    // though the connection is older than two timeouts.
+    for id in 0..8 {
+        let reply = c.call(&msg(Request::Get { key: b"k" }, id, FLAGS_CACHE_ONLY));
+        assert_eq!(code(&reply), ReplyCode::CacheMiss, "request {id}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(c.closed(), "the server closes it once it is idle");
+    server.stop();
+}
+
+#[test]
 fn idle_connections_are_closed_after_the_idle_timeout() {
     let dir = TempDir::new("idle");
     let server = TestServer::start(&dir, &["--no-udp", "--idle-timeout", "1"]);
