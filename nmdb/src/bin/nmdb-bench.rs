@@ -16,9 +16,9 @@
 //!    process of its own answering each message with a reply of the size
 //!    nmdb's has: the loopback round-trip limit), with the CPU time each
 //!    spends per request, and how much of nmdb's its database threads
-//!    spent (queue workers, group commit, RocksDB's own). Every case runs `rounds` times, nmdb and echo
-//!    interleaved, and the median is shown, so that a disturbance in one
-//!    round does not decide the figure. Synchronous writes at the default
+//!    spent (queue workers, group commit, RocksDB's own). Every case runs
+//!    `rounds` times, nmdb and echo interleaved, and the median is shown,
+//!    so that a disturbance in one round does not decide the figure. Synchronous writes at the default
 //!    durability are also set against their own limit, one fdatasync plus
 //!    one round trip, and against an fsync echo server (the echo server
 //!    appending each request to a file and fdatasyncing it before it
@@ -367,12 +367,7 @@ fn server_target(server: &BenchServer, t: Transport) -> Target {
 
 impl Drop for EchoServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(log) = &self.log {
-            let _ = std::fs::remove_file(log);
-        }
-        server::forget(self.child.id());
+        server::stop(self.child.id(), self.log.as_deref());
     }
 }
 

@@ -27,14 +27,32 @@ fn started() -> std::sync::MutexGuard<'static, Vec<(u32, Option<PathBuf>)>> {
 }
 
 /// Records a process the tool started, and the file or directory it uses,
-/// until [`forget`] (when the tool stops it itself).
+/// until the tool [`stop`]s it.
 pub fn remember(pid: u32, path: Option<PathBuf>) {
     started().push((pid, path));
 }
 
-/// Undoes [`remember`].
-pub fn forget(pid: u32) {
-    started().retain(|&(p, _)| p != pid);
+/// Stops process `pid` that the tool started (SIGTERM), reaps it and
+/// removes its file or directory `path`; it is forgotten.
+pub fn stop(pid: u32, path: Option<&Path>) {
+    // Held throughout, so that an interruption meanwhile does not signal
+    // a process already reaped, whose pid may be another's by then.
+    let mut started = started();
+    end(pid, path);
+    started.retain(|&(p, _)| p != pid);
+}
+
+/// [`stop`] without the bookkeeping: `pid` is signalled, reaped, and
+/// `path` removed.
+fn end(pid: u32, path: Option<&Path>) {
+    // SAFETY: signalling and reaping a child of ours, not yet reaped.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGTERM);
+        libc::waitpid(pid as i32, std::ptr::null_mut(), 0);
+    }
+    if let Some(path) = path {
+        let _ = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
+    }
 }
 
 /// Makes the process `cmd` starts get SIGTERM when this process dies,
@@ -77,16 +95,10 @@ pub fn clean_up_when_interrupted() {
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             INTERRUPTED.store(true, Ordering::SeqCst);
+            // Held to the end: nothing started or stopped meanwhile.
             let started = started();
-            for &(pid, _) in started.iter() {
-                // SAFETY: signalling and reaping our own children.
-                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-            }
             for (pid, path) in started.iter() {
-                unsafe { libc::waitpid(*pid as i32, std::ptr::null_mut(), 0) };
-                if let Some(path) = path {
-                    let _ = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
-                }
+                end(*pid, path.as_deref());
             }
             eprintln!("interrupted: servers stopped, their files removed");
             std::process::exit(128 + signal);
@@ -256,10 +268,6 @@ pub fn process_cpu_time(pid: u32) -> CpuTime {
 
 impl Drop for BenchServer {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-        forget(self.child.id());
+        stop(self.child.id(), Some(&self.dir));
     }
 }
