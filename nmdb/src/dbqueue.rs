@@ -29,7 +29,7 @@
 use crate::backend::{Backend, BackendError, KeyValue, WriteOp};
 use crate::budget::QueueBudget;
 use crate::cache::{Cache, DbClaim, FillTicket};
-use crate::groupcommit::{Durability, GroupCommit, SyncReply};
+use crate::groupcommit::{CommitTotals, Durability, GroupCommit, SyncReply};
 use crate::incr::{self, NotANumber};
 use crate::reply::{Modes, ReplyTo};
 use crate::stats::Stats;
@@ -382,10 +382,11 @@ impl DbQueue {
         }
     }
 
-    /// (fsyncs, requests they answered) of the group commit; zeros at
-    /// durability `process`.
-    pub fn commits(&self) -> (u64, u64) {
-        self.commit.as_ref().map_or((0, 0), |c| c.counts().get())
+    /// What the group commit has done; zeros at durability `process`.
+    pub fn commits(&self) -> CommitTotals {
+        self.commit
+            .as_ref()
+            .map_or_else(CommitTotals::default, |c| c.totals())
     }
 
     /// Queues a request on the worker that owns its key. Never waits.

@@ -62,21 +62,41 @@ pub struct SyncReply {
     pub reply: ReplyTo,
 }
 
-/// What the group commit has done, for the metrics: their ratio is the
-/// average group.
+/// What the group commit has done so far, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CommitTotals {
+    pub fsyncs: u64,
+    /// Synchronous requests those fsyncs answered: over `fsyncs`, the
+    /// average group.
+    pub requests: u64,
+    /// Time spent in them: over `fsyncs`, what the disk takes to make a
+    /// write durable, the floor of a synchronous write's latency.
+    pub fsync_time: Duration,
+}
+
+/// [`CommitTotals`] as they grow, each fsync counted before its answers
+/// go: a client that has its answer finds its fsync in the metrics.
 #[derive(Debug, Default)]
-pub struct CommitCounts {
+struct CommitCounts {
     fsyncs: AtomicU64,
     requests: AtomicU64,
+    fsync_nanos: AtomicU64,
 }
 
 impl CommitCounts {
-    /// (fsyncs done, synchronous requests they answered).
-    pub fn get(&self) -> (u64, u64) {
-        (
-            self.fsyncs.load(Ordering::Relaxed),
-            self.requests.load(Ordering::Relaxed),
-        )
+    fn record(&self, took: Duration, requests: usize) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.fsync_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.requests.fetch_add(requests as u64, Ordering::Relaxed);
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn totals(&self) -> CommitTotals {
+        CommitTotals {
+            fsyncs: self.fsyncs.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            fsync_time: Duration::from_nanos(self.fsync_nanos.load(Ordering::Relaxed)),
+        }
     }
 }
 
@@ -170,8 +190,8 @@ impl GroupCommit {
         }
     }
 
-    pub fn counts(&self) -> &CommitCounts {
-        &self.inner.counts
+    pub fn totals(&self) -> CommitTotals {
+        self.inner.counts.totals()
     }
 
     /// Makes everything submitted durable and answers it, then stops the
@@ -218,6 +238,7 @@ impl Committer {
             } else {
                 (self.fsync_time * 7 + took) / 8
             };
+            self.inner.counts.record(took, self.group.len());
             self.answer(&result);
         }
     }
@@ -258,11 +279,6 @@ impl Committer {
             Err(_) => Answer::Error(ErrorCode::Db),
         };
         self.last_group = self.group.len();
-        let counts = &self.inner.counts;
-        counts.fsyncs.fetch_add(1, Ordering::Relaxed);
-        counts
-            .requests
-            .fetch_add(self.group.len() as u64, Ordering::Relaxed);
         for SyncReply { id, reply } in self.group.drain(..) {
             reply.send(&self.inner.modes, id, answer, &mut self.scratch);
         }
@@ -342,6 +358,24 @@ mod tests {
         );
         let fsyncs = disk.fsyncs.load(Ordering::SeqCst);
         assert!(fsyncs <= 2, "8 waiting writes took {fsyncs} fsyncs");
+        commit.shutdown();
+    }
+
+    #[test]
+    fn totals_count_the_fsyncs_the_requests_they_answered_and_their_time() {
+        let (commit, disk) = start(false);
+        let (mut waiting, mut rx) = replies(3);
+        commit.submit(&mut waiting);
+        assert_eq!(answers(&mut rx, 3).len(), 3);
+        let totals = commit.totals();
+        let fsyncs = disk.fsyncs.load(Ordering::SeqCst);
+        assert_eq!(totals.fsyncs, fsyncs as u64);
+        assert_eq!(totals.requests, 3);
+        // Each fake fsync sleeps for its fsync_time.
+        assert!(
+            totals.fsync_time >= disk.fsync_time * fsyncs as u32,
+            "{totals:?}"
+        );
         commit.shutdown();
     }
 

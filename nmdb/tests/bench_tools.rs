@@ -61,12 +61,13 @@ fn the_sync_disk_summary_of_nmdb_bench_sets_nmdb_beside_the_fsync_echo() {
 }
 
 #[test]
-fn the_scaling_section_of_nmdb_bench_measures_both_client_counts_in_turn() {
+fn the_scaling_section_of_nmdb_bench_measures_both_client_counts_in_turn_and_the_fsync() {
     let text = nmdb_bench(&["--only", "scaling", "--ops", "1000"]);
     for case in ["tcp sync set", "udp sync set"] {
-        // 1 client, 2 clients, scaling×, lowest×, highest×.
+        // 1 client, 2 clients, scaling×, lowest×, highest×, and the
+        // server's average fsync in µs (its unit a word apart).
         let f = figures(&text, case, &['×']);
-        assert_eq!(f.len(), 5, "{case}: {f:?}");
+        assert_eq!(f.len(), 6, "{case}: {f:?}");
         assert!(f.iter().all(|x| *x > 0.0), "{case}: {f:?}");
         assert!(f[3] <= f[2] && f[2] <= f[4], "{case}: {f:?}");
     }

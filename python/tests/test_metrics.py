@@ -97,6 +97,24 @@ def test_sync_sets_over_udp_are_timed_in_their_own_mode(srv, connect):
     assert latency_count(after, "set", "normal") == latency_count(before, "set", "normal")
 
 
+def test_sync_sets_of_one_client_take_an_fsync_each_and_its_time_is_counted(srv, connect):
+    db = connect(nmdb.SyncDB, srv)
+    db.cache_get("warm-up", None)
+    before = scrape(srv)
+    for i in range(N):
+        db.set_sync(f"metrics-fsync-{i}", i)
+    after = scrape(srv)
+    # A lone client's next write comes after the previous one's answer,
+    # so each needs an fsync of its own.
+    assert moved(before, after, "nmdb_db_fsyncs_total") == N
+    assert moved(before, after, "nmdb_db_fsync_requests_total") == N
+    spent = moved(before, after, "nmdb_db_fsync_seconds_total")
+    waited = moved(before, after, "nmdb_request_duration_seconds_sum", op="set", mode="sync")
+    # Each request was answered after its fsync ended: their latencies
+    # hold the fsyncs' time.
+    assert 0 < spent <= waited, (spent, waited)
+
+
 def test_histogram_buckets_are_cumulative_and_end_at_the_count(srv, connect):
     cache = connect(nmdb.Cache, srv)
     for i in range(N):

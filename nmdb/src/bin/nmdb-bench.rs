@@ -27,7 +27,8 @@
 //! 3. Scaling: one client's synchronous SETs and 8 clients' taking turns
 //!    round by round on one server, and the median of the rounds' ratios:
 //!    the disk's latency drifts from minute to minute, and this ratio
-//!    drifts less than one of two cases measured apart.
+//!    drifts less than one of two cases measured apart. With the server's
+//!    own average fsync time, on which the ratio depends.
 //! 4. Recycled log: synchronous writes once RocksDB writes its log over a
 //!    recycled file its writes filled (after 130-200 MB of writes),
 //!    against the limits from fdatasync of appends and of overwrites in
@@ -800,26 +801,39 @@ fn requests(o: &Options) {
 /// and the disk's fdatasync time drifts by tens of percent in a minute; the
 /// ratio of two adjacent rounds drifts much less.
 fn sync_scaling(o: &Options) {
-    let server = BenchServer::start_with(o.bin.as_ref(), "bench-scaling", true, &[]);
+    let server = BenchServer::start_with(
+        o.bin.as_ref(),
+        "bench-scaling",
+        true,
+        &["--metrics", "127.0.0.1:0"],
+    );
     println!(
         "== sync scaling at --durability disk: 1 client and {} taking turns, {} rounds; \
-         scaling = median of the rounds' ratios",
+         scaling = median of the rounds' ratios; fsync = the server's own, on average",
         o.clients, o.rounds
     );
     println!(
-        "{:<14} {:>9} {:>10} {:>8} {:>8} {:>8}",
+        "{:<14} {:>9} {:>10} {:>8} {:>8} {:>8} {:>9}",
         "case",
         "1 client",
         format!("{} clients", o.clients),
         "scaling",
         "lowest",
-        "highest"
+        "highest",
+        "fsync"
     );
+    // (seconds in fsyncs, fsyncs) so far; None from a server without the
+    // time metric.
+    let fsyncs = || {
+        let seconds = server.metric_if_any("nmdb_db_fsync_seconds_total")?;
+        Some((seconds, server.metric("nmdb_db_fsyncs_total")))
+    };
     let per_round = (o.ops / 10).max(100);
     for t in [Transport::Tcp, Transport::Udp] {
         let target = server_target(&server, t);
         let make = move |c: usize, i: usize| request(t, Mode::SyncDisk, "set", c, i);
         let (mut one, mut many, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let before = fsyncs();
         for r in 0..o.rounds {
             let base = r * per_round;
             let a = run(t, target, 1, per_round, base, &make);
@@ -828,15 +842,22 @@ fn sync_scaling(o: &Options) {
             one.push(a);
             many.push(b);
         }
+        let fsync = match (before, fsyncs()) {
+            (Some((s0, n0)), Some((s1, n1))) if n1 > n0 => {
+                format!("{:.0} µs", (s1 - s0) / (n1 - n0) * 1e6)
+            }
+            _ => "-".into(),
+        };
         ratios.sort_by(f64::total_cmp);
         println!(
-            "{:<14} {:>9.0} {:>10.0} {:>7.1}× {:>7.1}× {:>7.1}×",
+            "{:<14} {:>9.0} {:>10.0} {:>7.1}× {:>7.1}× {:>7.1}× {:>9}",
             format!("{} sync set", t.name()),
             median(one).ops_per_sec,
             median(many).ops_per_sec,
             ratios[ratios.len() / 2],
             ratios[0],
-            ratios[ratios.len() - 1]
+            ratios[ratios.len() - 1],
+            fsync
         );
     }
 }

@@ -200,21 +200,28 @@ impl Collector for Sources {
             write_errors,
         )?;
 
-        let (fsyncs, committed) = self.engine.db.commits();
+        let commits = self.engine.db.commits();
         scalar(
             e,
             Counter,
             "db_fsyncs",
             "Fsyncs of the database log that answered synchronous writes (group commits).",
-            fsyncs,
+            commits.fsyncs,
         )?;
         scalar(
             e,
             Counter,
             "db_fsync_requests",
             "Synchronous SET and DEL requests answered by those fsyncs.",
-            committed,
+            commits.requests,
         )?;
+        e.encode_descriptor(
+            "db_fsync_seconds",
+            "Time spent in those fsyncs.",
+            None,
+            Counter,
+        )?
+        .encode_counter::<NoLabelSet, f64, u64>(&commits.fsync_time.as_secs_f64(), None)?;
 
         scalar(
             e,

@@ -182,6 +182,14 @@ impl BenchServer {
     /// `--metrics`).
     #[allow(dead_code)] // nmdb-overload does not scrape
     pub fn metric(&self, name: &str) -> f64 {
+        self.metric_if_any(name)
+            .unwrap_or_else(|| panic!("no metric {name}"))
+    }
+
+    /// [`BenchServer::metric`], or `None` when the server has no such
+    /// metric (an older build).
+    #[allow(dead_code)] // nmdb-overload does not scrape
+    pub fn metric_if_any(&self, name: &str) -> Option<f64> {
         use std::io::{Read, Write};
         let addr = self.metrics.expect("started with --metrics");
         let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -190,10 +198,7 @@ impl BenchServer {
         s.read_to_string(&mut text).unwrap();
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no metric {name}"))
-            .trim()
-            .parse()
-            .unwrap()
+            .map(|v| v.trim().parse().unwrap())
     }
 
     #[allow(dead_code)] // nmdb-overload does not measure CPU
