@@ -90,31 +90,28 @@ fn nmdb_bench_counts_database_threads_apart_for_writes_and_not_for_cache_request
     assert_eq!(cached[4], 0.0, "cache-only GET: {cached:?}");
 }
 
+/// The state and parent's pid of process `pid` (from `/proc/PID/stat`,
+/// after the name in parentheses); `None` once it is gone.
+fn state_and_parent(pid: u32) -> Option<(String, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.to_owned();
+    Some((state, fields.next()?.parse().ok()?))
+}
+
 /// The processes whose parent is `pid`.
 fn children_of(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        // After "(comm)": state, then the parent's pid.
-        let after_name = &stat[stat.rfind(')').unwrap() + 1..];
-        if after_name.split_whitespace().nth(1) == Some(&pid.to_string()) {
-            found.push(child);
-        }
-    }
-    found
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|&child| state_and_parent(child).is_some_and(|(_, parent)| parent == pid))
+        .collect()
 }
 
 /// Whether process `pid` still runs (a zombie has ended).
 fn runs(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        let after_name = &stat[stat.rfind(')').unwrap() + 1..];
-        after_name.split_whitespace().next() != Some("Z")
-    })
+    state_and_parent(pid).is_some_and(|(state, _)| state != "Z")
 }
 
 #[test]

@@ -18,7 +18,8 @@
 //!    spends per request, and how much of nmdb's its database threads
 //!    spent (queue workers, group commit, RocksDB's own). Every case runs
 //!    `rounds` times, nmdb and echo interleaved, and the median is shown,
-//!    so that a disturbance in one round does not decide the figure. Synchronous writes at the default
+//!    so that a disturbance in one round does not decide the figure.
+//!    Synchronous writes at the default
 //!    durability are also set against their own limit, one fdatasync plus
 //!    one round trip, and against an fsync echo server (the echo server
 //!    appending each request to a file and fdatasyncing it before it
