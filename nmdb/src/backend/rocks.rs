@@ -64,6 +64,12 @@ impl RocksBackend {
             std::thread::available_parallelism().map_or(2, |n| n.get()) as i32
         );
         // Concurrent writers from several queue workers share one WAL write.
+        // The log is written at every write, not buffered until the group
+        // commit asks (`manual_wal_flush`): that would spare a synchronous
+        // write made on a network thread its own log write (8 clients' rate
+        // rose 4-7%), but RocksDB then takes any failed log write as fatal,
+        // and a database that filled its disk would stay read-only once
+        // space returned (BENCHMARKS.md).
         opts.set_enable_pipelined_write(true);
         // Logs no longer needed are kept and written over in place rather
         // than new ones grown: an fsync of a log whose size does not change
