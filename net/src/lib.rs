@@ -150,6 +150,17 @@ pub fn inet_family(addr: &SocketAddr) -> libc::c_int {
     }
 }
 
+/// Where a socket bound to `addr` is reached from this host: the address
+/// itself, or loopback for a wildcard address.
+pub fn reachable_from_here(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
 /// The address of a host named by a user, for server and library alike:
 /// an IPv4 address, an IPv6 address (bare or in brackets), or a name, of
 /// which the first IPv4 address is taken (what the original, IPv4 only,
@@ -946,6 +957,20 @@ mod tests {
                 .recv_timeout(Duration::from_secs(10))
                 .unwrap_or_else(|_| panic!("a {tiny:?} timeout waited forever"));
             assert!(ended.is_err(), "nothing was sent");
+        }
+    }
+
+    #[test]
+    fn a_socket_on_a_wildcard_address_is_reached_through_loopback() {
+        let cases = [
+            ("0.0.0.0:9", "127.0.0.1:9"),
+            ("[::]:9", "[::1]:9"),
+            ("10.1.2.3:9", "10.1.2.3:9"),
+            ("[fe80::1]:9", "[fe80::1]:9"),
+        ];
+        for (bound, woken) in cases {
+            let bound: SocketAddr = bound.parse().unwrap();
+            assert_eq!(reachable_from_here(bound), woken.parse().unwrap());
         }
     }
 }

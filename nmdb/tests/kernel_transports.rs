@@ -12,7 +12,7 @@ use nmdb_proto::{
     Counter, Reply, ReplyCode, Request, FLAGS_CACHE_ONLY, FLAGS_SYNC, TIPC_SERVER_TYPE,
 };
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use support::*;
 
 const NEEDS_KERNEL: &str = "needs TIPC and SCTP in the kernel: run by tests/kernel/run.sh";
@@ -186,6 +186,33 @@ fn sctp_server_answers_every_request_and_mode_over_ipv4_and_ipv6() {
             "msg_sctp counts SCTP messages"
         );
         server.stop();
+    }
+}
+
+/// The receivers wait without a timeout: at shutdown each TIPC and SCTP
+/// socket is sent a wake-up per receiver (SCTP: to loopback when bound to
+/// a wildcard address). One that missed its wake-up would hold the stop
+/// for ten seconds and be left behind with a warning.
+#[test]
+#[ignore = "needs TIPC and SCTP in the kernel: run by tests/kernel/run.sh"]
+fn shutdown_wakes_every_tipc_and_sctp_receiver() {
+    for (i, host) in ["0.0.0.0", "::", "127.0.0.1", "::1"]
+        .into_iter()
+        .enumerate()
+    {
+        let dir = TempDir::new("wake");
+        let instance = (70 + i).to_string();
+        let server = TestServer::start_in(&dir, &["-l", &instance, "-S", host, "-s", "0"]);
+        let client = SctpClient::new(nmdb_net::reachable_from_here(sctp_addr(&server)));
+        let reply = client.call(&msg(Request::Get { key: b"k" }, 1, 0));
+        assert_eq!(code(&reply), ReplyCode::NotIn, "{host}");
+        let started = Instant::now();
+        let log = server.stop();
+        assert!(
+            !log.contains("datagram receivers still running") && !log.contains("cannot wake"),
+            "{host}: {log}"
+        );
+        eprintln!("{host}: stopped in {:?}", started.elapsed());
     }
 }
 

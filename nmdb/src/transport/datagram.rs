@@ -9,17 +9,17 @@
 //! takes one at a time). A message longer than the protocol allows is
 //! counted as a broken request and dropped whole, never parsed cut short.
 //!
-//! UDP and TIPC receivers wait without a timeout: a receive timeout arms
-//! a kernel timer at every wait, and that cost one UDP client 4-5% of its
-//! requests per second (BENCHMARKS.md). At shutdown they are woken to see
-//! the stop flag ([`Datagram::stop_receiving`]): a UDP socket is shut for
-//! reading, and a TIPC socket, which can only be shut both ways (its
-//! last replies could not be sent), is sent one message per receiver.
-//! An SCTP socket can be neither, so its receiver keeps a timeout and
-//! notices shutdown within [`STOP_POLL`].
+//! Receivers wait without a timeout: a receive timeout arms a kernel
+//! timer at every wait, and that cost one UDP client 4-5% of its requests
+//! per second (BENCHMARKS.md). At shutdown they are woken to see the stop
+//! flag ([`Datagram::stop_receiving`]): a UDP socket is shut for reading;
+//! TIPC and SCTP sockets, which can only be shut both ways (their last
+//! replies could not be sent) or not at all, are sent one message per
+//! receiver.
 
 use crate::engine::{Engine, Link};
 use crate::reply::{DatagramSend, PeerAddr, ReplyShape, ReplyTo};
+use nmdb_net::sctp::seqpacket_socket;
 use nmdb_net::tipc::rdm_socket;
 use nmdb_net::{DgramSocket, Message, RecvBatch, SendBatch, SockAddr};
 use nmdb_proto::{Counter, REQUEST_HEADER_LEN};
@@ -27,10 +27,6 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
-
-/// How often a receiver blocked on an SCTP socket checks for shutdown.
-pub const STOP_POLL: Duration = Duration::from_millis(200);
 
 /// Which datagram transport a socket carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,18 +96,16 @@ pub struct Datagram {
 enum Wake {
     /// UDP: the socket is shut for reading.
     ShutReading,
-    /// TIPC: one message per receiver, from a socket of its own to the
-    /// receiving socket's port. Both are made at start, so that waking
-    /// needs no new descriptor at shutdown (a flood of connections may
-    /// have taken them all).
+    /// TIPC and SCTP: one message per receiver, from a socket of its own
+    /// to the receiving socket's address (TIPC: its port; SCTP: its
+    /// address, loopback for a wildcard one). Both are made at start, so
+    /// that waking needs no new descriptor at shutdown (a flood of
+    /// connections may have taken them all).
     Message { from: DgramSocket, to: SockAddr },
-    /// SCTP: not woken; the receive timeout is the shutdown poll.
-    Poll,
 }
 
 impl Datagram {
-    /// Wraps a bound socket; one whose receivers cannot be woken gets
-    /// the shutdown poll as receive timeout.
+    /// Wraps a bound socket, with what will wake its receivers.
     pub fn new(socket: DgramSocket, kind: Kind) -> io::Result<Self> {
         let wake = match kind {
             Kind::Udp => Wake::ShutReading,
@@ -120,18 +114,22 @@ impl Datagram {
                 to: socket.local_addr()?,
             },
             Kind::Sctp => {
-                socket.set_read_timeout(Some(STOP_POLL))?;
-                Wake::Poll
+                let to = socket.local_addr()?.as_inet().ok_or_else(|| {
+                    io::Error::other("an SCTP socket without an internet address")
+                })?;
+                Wake::Message {
+                    from: seqpacket_socket(nmdb_net::inet_family(&to))?,
+                    to: SockAddr::from(nmdb_net::reachable_from_here(to)),
+                }
             }
         };
         Ok(Datagram { socket, kind, wake })
     }
 
-    /// Wakes the receivers once the stop flag is set, so that they see it
-    /// (the SCTP receiver sees it within [`STOP_POLL`] anyway). Replies
-    /// can still be sent. A TIPC wake-up message can be refused when the
-    /// socket's queue is full, but then its receivers are not waiting;
-    /// the caller calls again until every receiver has stopped.
+    /// Wakes the receivers once the stop flag is set, so that they see
+    /// it. Replies can still be sent. A wake-up message can be refused
+    /// when the socket's queue is full, but then its receivers are not
+    /// waiting; the caller calls again until every receiver has stopped.
     pub fn stop_receiving(&self) -> io::Result<()> {
         match &self.wake {
             Wake::ShutReading => self.socket.shutdown_read(),
@@ -142,7 +140,6 @@ impl Datagram {
                 }
                 Ok(())
             }
-            Wake::Poll => Ok(()),
         }
     }
 
@@ -198,14 +195,11 @@ const BATCH: usize = 8;
 /// (nothing else queued) about a fifth more CPU per request.
 const SINGLE_RUN: u32 = 16;
 
-/// Whether a receive failure is only the shutdown poll's timeout or an
-/// interruption; others are logged (ICMP errors from earlier replies
-/// surface here on some kernels; they concern one peer, not the socket).
+/// Logs a receive failure unless it is an interruption (ICMP errors from
+/// earlier replies surface here on some kernels; they concern one peer,
+/// not the socket).
 fn receive_failed(name: &str, e: &io::Error) {
-    if !matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    ) {
+    if e.kind() != io::ErrorKind::Interrupted {
         log::debug!("{name} receive failed: {e}");
     }
 }
@@ -275,6 +269,8 @@ fn receive_pieces(socket: Arc<Datagram>, engine: Arc<Engine>, stop: Arc<AtomicBo
     let mut skipping_rest = false;
     while !stop.load(Ordering::Relaxed) {
         let msg = match socket.socket.recv_message(&mut buf, true) {
+            // Woken to stop: what came is a wake-up, not a request.
+            Ok(_) if stop.load(Ordering::Relaxed) => break,
             Ok(m) => m,
             Err(e) => {
                 receive_failed(socket.kind.name(), &e);
