@@ -46,6 +46,32 @@ fn without_arguments_it_asks_tipc_and_says_when_there_is_none() {
 }
 
 #[test]
+fn over_a_kernel_transport_the_host_lacks_it_says_which() {
+    let cases = [
+        (
+            &["tipc", "10"][..],
+            nmdb_net::tipc::available(),
+            "TIPC is not available",
+        ),
+        (
+            &["sctp", "127.0.0.1", "26010"],
+            nmdb_net::sctp::available(),
+            "SCTP is not available",
+        ),
+    ];
+    for (args, present, message) in cases {
+        if present {
+            eprintln!("{}: this kernel has it; not checked here", args[0]);
+            continue;
+        }
+        let out = nmdb_stats(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+}
+
+#[test]
 fn bad_command_lines_print_the_usage() {
     for args in [
         &["tcp"][..],
