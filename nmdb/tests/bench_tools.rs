@@ -114,39 +114,81 @@ fn runs(pid: u32) -> bool {
     state_and_parent(pid).is_some_and(|(state, _)| state != "Z")
 }
 
-#[test]
-fn an_interrupted_nmdb_bench_stops_its_servers_and_removes_their_files() {
-    let mut bench = Command::new(env!("CARGO_BIN_EXE_nmdb-bench"))
+/// A child process, killed if the test ends before it does: an nmdb-bench
+/// left running would measure for ever.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An nmdb-bench measuring one case for ever, the directory of its files,
+/// and its servers once all four run (two nmdb, two echo servers) with
+/// their files in place.
+fn nmdb_bench_with_its_servers_up() -> (Running, std::path::PathBuf, Vec<u32>) {
+    let bench = Command::new(env!("CARGO_BIN_EXE_nmdb-bench"))
         .args(["--nmdb", env!("CARGO_BIN_EXE_nmdb")])
         .args(["--only", "tcp cache-only get (1", "--ops", "100000000"])
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let pid = bench.id();
-    let tmp = std::env::temp_dir();
-    let files = [
-        tmp.join(format!("nmdb-bench-disk-{pid}")),
-        tmp.join(format!("nmdb-bench-process-{pid}")),
-        tmp.join(format!("nmdb-bench-fsync-echo-{pid}")),
-    ];
-    // Two nmdb servers and two echo servers, started in that order.
+    let bench = Running(bench);
+    let dir = std::env::temp_dir().join(format!("nmdb-tool-run-{}", bench.0.id()));
+    let files = ["bench-disk", "bench-process", "fsync-echo-log"].map(|f| dir.join(f));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let servers = loop {
-        let servers = children_of(pid);
+        let servers = children_of(bench.0.id());
         if servers.len() == 4 && files.iter().all(|f| f.exists()) {
             break servers;
         }
         assert!(std::time::Instant::now() < deadline, "servers: {servers:?}");
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
+    (bench, dir, servers)
+}
+
+#[test]
+fn an_interrupted_nmdb_bench_stops_its_servers_and_removes_their_files() {
+    let (mut bench, dir, servers) = nmdb_bench_with_its_servers_up();
     // SAFETY: signalling our own child.
-    unsafe { libc::kill(pid as i32, libc::SIGINT) };
-    let status = bench.wait().unwrap();
+    unsafe { libc::kill(bench.0.id() as i32, libc::SIGINT) };
+    let status = bench.0.wait().unwrap();
     assert_eq!(status.code(), Some(128 + libc::SIGINT), "{status:?}");
     for server in servers {
         assert!(!runs(server), "server {server} still runs");
     }
-    for file in files {
-        assert!(!file.exists(), "{} is left", file.display());
+    assert!(!dir.exists(), "{} is left", dir.display());
+}
+
+#[test]
+fn the_files_of_a_killed_nmdb_bench_are_removed_by_the_next_run() {
+    let (mut live, live_dir, _) = nmdb_bench_with_its_servers_up();
+    let (mut killed, dir, servers) = nmdb_bench_with_its_servers_up();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(killed.0.id() as i32, libc::SIGKILL) };
+    killed.0.wait().unwrap();
+    // Its servers end with it, their files left behind.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while servers.iter().any(|&s| runs(s)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "servers outlive a killed nmdb-bench"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    assert!(dir.join("bench-disk").exists());
+    nmdb_bench(&["--only", "event-loop", "--ops", "200"]);
+    assert!(!dir.exists(), "{} is left", dir.display());
+    // The files of a run still going are its own.
+    assert!(
+        live_dir.join("bench-disk").exists(),
+        "a live run's files were removed"
+    );
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(live.0.id() as i32, libc::SIGINT) };
+    live.0.wait().unwrap();
 }

@@ -314,7 +314,7 @@ impl EchoServer {
     /// The blocking echo server fdatasyncing each message to a log in
     /// `dir` before answering it; the log is removed with the server.
     fn start_fsyncing(dir: &Path) -> EchoServer {
-        let log = dir.join(format!("nmdb-bench-fsync-echo-{}", std::process::id()));
+        let log = dir.join("fsync-echo-log");
         let arg = log.to_string_lossy().into_owned();
         Self::start_as(&["--fsync-echo-server", &arg], Some(log))
     }
@@ -637,7 +637,7 @@ struct SyncFigure {
 }
 
 fn requests(o: &Options) {
-    let probe_dir = std::env::temp_dir();
+    let probe_dir = server::scratch();
     // With metrics, for the group commit's figures.
     let disk = BenchServer::start_with(
         o.bin.as_ref(),
@@ -652,7 +652,7 @@ fn requests(o: &Options) {
         &["--durability", "process"],
     );
     let echo = EchoServer::start();
-    let fsync_echo = EchoServer::start_fsyncing(&probe_dir);
+    let fsync_echo = EchoServer::start_fsyncing(probe_dir);
     println!(
         "== requests: ops/s, median of {} interleaved rounds; echo = the loopback round-trip limit",
         o.rounds
@@ -707,7 +707,7 @@ fn requests(o: &Options) {
                     };
                     let before = commits();
                     let probe = || match mode {
-                        Mode::SyncDisk => fdatasync_time(&probe_dir, 100, Probe::Append),
+                        Mode::SyncDisk => fdatasync_time(probe_dir, 100, Probe::Append),
                         _ => Duration::ZERO,
                     };
                     let probe_before = probe();
@@ -872,7 +872,7 @@ const FILL_SETS: usize = 4000;
 /// on a reused log filled with 16 MB (the RocksDB backend's log primer); the
 /// first reuse after it is of a log that held almost nothing.)
 fn recycled_log(o: &Options) {
-    let probe_dir = std::env::temp_dir();
+    let probe_dir = server::scratch();
     let server = BenchServer::start_with(
         o.bin.as_ref(),
         "bench-recycled",
@@ -933,7 +933,7 @@ fn recycled_log(o: &Options) {
         let make = move |c: usize, i: usize| request(t, Mode::SyncDisk, "set", c, i);
         let ops = (o.ops / 10).max(100);
         let probes =
-            || [Probe::Append, Probe::Overwrite].map(|p| fdatasync_time(&probe_dir, 100, p));
+            || [Probe::Append, Probe::Overwrite].map(|p| fdatasync_time(probe_dir, 100, p));
         let before = probes();
         let (one, echo_one) = side_by_side(t, (nmdb, echo), 1, ops, o.rounds, &make);
         let after = probes();
@@ -1133,7 +1133,7 @@ fn event_loop_cost(o: &Options) {
 
 fn main() {
     let o = parse_args();
-    server::clean_up_when_interrupted();
+    server::begin();
     println!(
         "nmdb-bench: {} ops per client and case, {} rounds",
         o.ops, o.rounds
@@ -1174,4 +1174,5 @@ fn main() {
         );
         event_loop_cost(&o);
     }
+    server::end_of_run();
 }

@@ -364,7 +364,7 @@ fn burst(bin: &Path) {
 }
 
 fn main() {
-    server::clean_up_when_interrupted();
+    server::begin();
     let mut args = std::env::args().skip(1);
     let mut bin = std::env::current_exe().unwrap().with_file_name("nmdb");
     let mut secs = 10;
@@ -391,4 +391,5 @@ fn main() {
     burst(&bin);
     pipelined_reader(&bin, 60_000, 3000);
     pipelined_reader(&bin, 100, 50_000);
+    server::end_of_run();
 }

@@ -2,19 +2,26 @@
 //! temporary RocksDB directory, waited for until it serves, stopped with
 //! SIGTERM and its directory removed when dropped.
 //!
+//! A run of a tool keeps every file it makes (servers' databases and logs,
+//! disk probes) in a directory of its own, [`scratch`], removed at the end.
 //! A tool that is interrupted leaves nothing behind either: every process
 //! it starts gets SIGTERM when the tool dies, however it dies
 //! ([`dies_with_this_process`]), and on SIGINT, SIGTERM or SIGHUP the tool
-//! stops its servers and removes their files before it exits
-//! ([`clean_up_when_interrupted`]). Only a tool killed outright
-//! (SIGKILL) leaves its servers' files in the temporary directory.
+//! stops its servers and removes their files before it exits. A tool
+//! killed outright (SIGKILL) leaves its directory; the next run of either
+//! tool removes it ([`begin`]).
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+/// This run's directory for its files: `$TMPDIR/nmdb-tool-run-PID`.
+static SCRATCH: OnceLock<PathBuf> = OnceLock::new();
+/// How a run's directory is named, before its pid.
+const SCRATCH_PREFIX: &str = "nmdb-tool-run-";
 
 /// What the running tool started and must undo if interrupted: each
 /// process, and the file or directory it uses if any.
@@ -77,10 +84,63 @@ pub fn dies_with_this_process(cmd: &mut Command) -> &mut Command {
     }
 }
 
+/// Starts a run of the tool: removes what runs killed outright left, makes
+/// this run's [`scratch`] directory, and cleans up if interrupted.
+pub fn begin() {
+    let tmp = std::env::temp_dir();
+    for left in runs_left_behind(&tmp) {
+        match std::fs::remove_dir_all(&left) {
+            Ok(()) => eprintln!("removed {}, left by a run killed outright", left.display()),
+            Err(e) => eprintln!("cannot remove {}: {e}", left.display()),
+        }
+    }
+    let dir = tmp.join(format!("{SCRATCH_PREFIX}{}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    SCRATCH.set(dir).expect("begin is called once");
+    clean_up_when_interrupted();
+}
+
+/// Ends a run: removes its [`scratch`] directory.
+pub fn end_of_run() {
+    let _ = std::fs::remove_dir_all(scratch());
+}
+
+/// The directory where this run keeps its files ([`begin`] made it).
+pub fn scratch() -> &'static Path {
+    SCRATCH.get().expect("begin() first")
+}
+
+/// Run directories in `tmp` whose tool no longer runs: their pid is gone
+/// or is now another program's.
+fn runs_left_behind(tmp: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(SCRATCH_PREFIX))
+                .and_then(|pid| pid.parse::<u32>().ok());
+            pid.is_some_and(|pid| !is_a_tool(pid))
+        })
+        .map(|entry| entry.path())
+        .collect()
+}
+
+/// Whether process `pid` is one of the benchmark tools.
+fn is_a_tool(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .is_ok_and(|name| matches!(name.trim_end(), "nmdb-bench" | "nmdb-overload"))
+}
+
 /// On SIGINT, SIGTERM or SIGHUP: stops every server the tool started,
 /// waits for them, removes their files and exits (128 + the signal).
 /// The tool's clients, whose servers are gone meanwhile, fail in silence.
-pub fn clean_up_when_interrupted() {
+fn clean_up_when_interrupted() {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     use std::sync::atomic::{AtomicBool, Ordering};
     static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -100,6 +160,7 @@ pub fn clean_up_when_interrupted() {
             for (pid, path) in started.iter() {
                 end(*pid, path.as_deref());
             }
+            end_of_run();
             eprintln!("interrupted: servers stopped, their files removed");
             std::process::exit(128 + signal);
         }
@@ -126,7 +187,7 @@ impl BenchServer {
 
     /// Like [`BenchServer::start`], with more options for the server.
     pub fn start_with(bin: &Path, tag: &str, udp: bool, extra: &[&str]) -> BenchServer {
-        let dir = std::env::temp_dir().join(format!("nmdb-{tag}-{}", std::process::id()));
+        let dir = scratch().join(tag);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("log");
