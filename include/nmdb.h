@@ -44,8 +44,9 @@ int nmdb_add_tipc_server(nmdb_t *db, int port);
 int nmdb_add_server(nmdb_t *db, int port);
 
 /**
- * Adds a TCP server and connects to it. addr is an IPv4 dotted quad or a
- * host name (its first IPv4 address); a negative port means 26010.
+ * Adds a TCP server and connects to it. addr is an IPv4 dotted quad, an
+ * IPv6 address (bare or in brackets) or a host name (its first IPv4
+ * address, else its first address); a negative port means 26010.
  * Returns 1 on success, 0 on failure (bad address, connection refused).
  */
 int nmdb_add_tcp_server(nmdb_t *db, const char *addr, int port);

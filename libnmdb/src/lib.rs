@@ -90,8 +90,9 @@ pub unsafe extern "C" fn nmdb_add_server(db: *mut nmdb_t, port: c_int) -> c_int 
     guard(0, || add_tipc(db, port))
 }
 
-/// Adds a TCP server and connects to it. addr is an IPv4 dotted quad or a
-/// host name (its first IPv4 address); a negative port means 26010.
+/// Adds a TCP server and connects to it. addr is an IPv4 dotted quad, an
+/// IPv6 address (bare or in brackets) or a host name (its first IPv4
+/// address, else its first address); a negative port means 26010.
 /// Returns 1 on success, 0 on failure (bad address, connection refused).
 #[no_mangle]
 pub unsafe extern "C" fn nmdb_add_tcp_server(

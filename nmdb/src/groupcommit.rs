@@ -13,8 +13,9 @@
 //! first of them would split every round into a group of one and a group
 //! of the rest, halving throughput; so when the previous group was bigger
 //! than what is waiting, the committer waits for as many requests as that
-//! group had, for at most the time of one fsync: a straggler left out
-//! would wait for a whole fsync more anyway. A lone client never waits (its
+//! group had, for at most the time of one fsync (and never more than
+//! [`MAX_GATHER`]): a straggler left out would wait for a whole fsync more
+//! anyway. A lone client never waits (its
 //! previous group was one), and the wait adapts when clients come and go:
 //! a group cut short by the deadline sets the next group's target.
 

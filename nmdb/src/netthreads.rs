@@ -129,6 +129,9 @@ fn start_thread(name: String) -> std::io::Result<(Handle, NetThread)> {
         .enable_io()
         .enable_time()
         .global_queue_interval(HANDED_OVER_EVERY)
+        // Its blocking pool's: encoding a metrics scrape (made for one,
+        // gone after 10 s idle).
+        .thread_name("nmdb-blocking")
         .build()?;
     let handle = runtime.handle().clone();
     let (stop, stopped) = oneshot::channel::<Duration>();

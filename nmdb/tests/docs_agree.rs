@@ -4,6 +4,7 @@ mod support;
 
 use nmdb_server::config::defaults;
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 
 const MAN: &str = include_str!("../../man/nmdb.1");
 
@@ -182,7 +183,19 @@ fn thread_names(pid: i32) -> std::collections::BTreeSet<String> {
 #[test]
 fn every_thread_of_a_running_server_is_documented() {
     let dir = support::TempDir::new("threads");
-    let server = support::TestServer::start(&dir, &[]);
+    let server = support::TestServer::start(&dir, &["--metrics", "127.0.0.1:0"]);
+    // A scrape, for the thread that encodes it.
+    let log = server.log_text();
+    let metrics = log[log.find("listening on metrics ").expect("metrics address") + 21..]
+        .lines()
+        .next()
+        .unwrap()
+        .trim();
+    let mut http = std::net::TcpStream::connect(metrics).unwrap();
+    http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    http.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("nmdb_cache_get_total"), "{answer}");
     let section = threads_section();
     let expected = [
         "nmdb",
@@ -191,6 +204,7 @@ fn every_thread_of_a_running_server_is_documented() {
         "nmdb-udp-N",
         "nmdb-db-N",
         "nmdb-commit",
+        "nmdb-blocking",
     ];
     // A thread takes its name once it runs, which on a busy machine can be
     // after the server says it is ready: until then it shows as "nmdb".

@@ -9,7 +9,8 @@ operation on an object to which no server was added:
    ``tcp:127.0.0.1:26010,udp:db2.example.org,tipc:10``. Each entry is
    ``tipc[:PORT]``, ``tcp:HOST[:PORT]``, ``udp:HOST[:PORT]`` or
    ``sctp:HOST[:PORT]``; a missing port means the protocol's default
-   (TIPC 10, the others 26010). HOST is an IPv4 address or a host name.
+   (TIPC 10, the others 26010). HOST is an IPv4 address, a host name, or
+   an IPv6 address in brackets (``tcp:[::1]:26010``).
 2. Otherwise TIPC port 10, if the C library can add it (TIPC is available).
 3. Otherwise TCP on 127.0.0.1, port 26010.
 """
@@ -33,6 +34,19 @@ def _port(text, entry, limit):
     return int(text)
 
 
+def _host_and_port(text, entry):
+    """``HOST[:PORT]`` or ``[IPV6][:PORT]`` split; the port may be empty."""
+    if text.startswith("["):
+        address, bracket, after = text[1:].partition("]")
+        if not bracket or not address or (after and not after.startswith(":")):
+            raise ValueError(f"{SERVERS_ENV}: bad IPv6 address in {entry!r}")
+        return address, after[1:]
+    host, _, port = text.partition(":")
+    if not host:
+        raise ValueError(f"{SERVERS_ENV}: no host in {entry!r}")
+    return host, port
+
+
 def parse(text):
     """Parses an NMDB_SERVERS value into (kind, address, port) tuples.
 
@@ -48,9 +62,7 @@ def parse(text):
         if kind == "tipc":
             servers.append(("tipc", None, _port(rest, entry, _TIPC_MAX) if rest else -1))
         elif kind in _INET:
-            host, _, port = rest.partition(":")
-            if not host:
-                raise ValueError(f"{SERVERS_ENV}: no host in {entry!r}")
+            host, port = _host_and_port(rest, entry)
             servers.append((kind, host, _port(port, entry, 65535) if port else -1))
         else:
             raise ValueError(
@@ -74,4 +86,7 @@ def describe(kind, address, port):
     """How a server is named in messages, with the defaults filled in."""
     if kind == "tipc":
         return f"tipc:{10 if port < 0 else port}"
+    # An IPv6 address in brackets, so that its colons are not the port's.
+    if isinstance(address, str) and ":" in address and not address.startswith("["):
+        address = f"[{address}]"
     return f"{kind}:{address}:{26010 if port < 0 else port}"

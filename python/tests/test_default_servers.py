@@ -25,8 +25,27 @@ def test_parse_reads_every_kind_of_entry():
     ]
 
 
+def test_parse_takes_ipv6_addresses_in_brackets():
+    assert _servers.parse("tcp:[::1]:26011,udp:[fe80::1%lo],sctp:[::1]:") == [
+        ("tcp", "::1", 26011),
+        ("udp", "fe80::1%lo", -1),
+        ("sctp", "::1", -1),
+    ]
+
+
 @pytest.mark.parametrize(
-    "text", ["http:host", "tcp:", "tcp:host:port", "tcp:host:70000", "tipc:x", "udp:h:-1"]
+    "text",
+    [
+        "http:host",
+        "tcp:",
+        "tcp:host:port",
+        "tcp:host:70000",
+        "tipc:x",
+        "udp:h:-1",
+        "tcp:[::1",
+        "tcp:[]:1",
+        "tcp:[::1]x",
+    ],
 )
 def test_parse_rejects_malformed_entries_naming_them(text):
     with pytest.raises(ValueError, match="NMDB_SERVERS"):

@@ -24,3 +24,12 @@ def test_ipv6_literal_reaches_the_server(server6, transport, spelling):
     assert db[key] == [6, "over", transport]
     del db[key]
     assert key not in db
+
+
+def test_nmdb_servers_names_an_ipv6_server_in_brackets(server6, monkeypatch):
+    _, port = server6.address("tcp")
+    monkeypatch.setenv("NMDB_SERVERS", f"tcp:[::1]:{port}")
+    db = nmdb.DB()
+    db["six"] = 6
+    assert db["six"] == 6
+    assert db.servers == (f"tcp:[::1]:{port}",)
