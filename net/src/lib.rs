@@ -153,12 +153,12 @@ pub fn inet_family(addr: &SocketAddr) -> libc::c_int {
 /// Where a socket bound to `addr` is reached from this host: the address
 /// itself, or loopback for a wildcard address.
 pub fn reachable_from_here(addr: SocketAddr) -> SocketAddr {
-    let ip = match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    SocketAddr::new(ip, addr.port())
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        // As it is, with an IPv6 address's scope (a link-local one's).
+        _ => addr,
+    }
 }
 
 /// The address of a host named by a user, for server and library alike:
@@ -966,7 +966,7 @@ mod tests {
             ("0.0.0.0:9", "127.0.0.1:9"),
             ("[::]:9", "[::1]:9"),
             ("10.1.2.3:9", "10.1.2.3:9"),
-            ("[fe80::1]:9", "[fe80::1]:9"),
+            ("[fe80::1%2]:9", "[fe80::1%2]:9"),
         ];
         for (bound, woken) in cases {
             let bound: SocketAddr = bound.parse().unwrap();
