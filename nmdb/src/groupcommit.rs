@@ -15,9 +15,9 @@
 //! than what is waiting, the committer waits for as many requests as that
 //! group had, for at most the time of one fsync (and never more than
 //! [`MAX_GATHER`]): a straggler left out would wait for a whole fsync more
-//! anyway. A lone client never waits (its
-//! previous group was one), and the wait adapts when clients come and go:
-//! a group cut short by the deadline sets the next group's target.
+//! anyway. A lone client never waits (its previous group was one), and the
+//! wait adapts when clients come and go: a group cut short by the deadline
+//! sets the next group's target.
 
 use crate::backend::{Backend, BackendError};
 use crate::dbqueue::WriteHealth;

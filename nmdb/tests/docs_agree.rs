@@ -185,13 +185,7 @@ fn every_thread_of_a_running_server_is_documented() {
     let dir = support::TempDir::new("threads");
     let server = support::TestServer::start(&dir, &["--metrics", "127.0.0.1:0"]);
     // A scrape, for the thread that encodes it.
-    let log = server.log_text();
-    let metrics = log[log.find("listening on metrics ").expect("metrics address") + 21..]
-        .lines()
-        .next()
-        .unwrap()
-        .trim();
-    let mut http = std::net::TcpStream::connect(metrics).unwrap();
+    let mut http = std::net::TcpStream::connect(server.listening_on("metrics")).unwrap();
     http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
     let mut answer = String::new();
     http.read_to_string(&mut answer).unwrap();

@@ -88,15 +88,7 @@ impl SctpClient {
 
 /// The SCTP address the server logged it listens on.
 fn sctp_addr(server: &TestServer) -> SocketAddr {
-    let log = server.log_text();
-    let line = log
-        .lines()
-        .find(|l| l.contains("listening on sctp "))
-        .expect("sctp listening");
-    line[line.find("sctp ").unwrap() + 5..]
-        .trim()
-        .parse()
-        .unwrap()
+    server.listening_on("sctp")
 }
 
 fn code(reply: &[u8]) -> ReplyCode {

@@ -9,7 +9,7 @@ mod support;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
-use support::{framed, log_message, msg, nmdb_bin, TempDir, TestServer, LOOPBACK, PATIENCE};
+use support::{framed, msg, nmdb_bin, TempDir, TestServer, LOOPBACK, PATIENCE};
 
 const MAN: &str = include_str!("../../man/nmdb.1");
 
@@ -28,13 +28,7 @@ fn start_with(dir: &TempDir, extra: &[&str]) -> (TestServer, SocketAddr) {
 
 fn metrics_server(dir: &TempDir, args: &[&str]) -> (TestServer, SocketAddr) {
     let server = TestServer::start(dir, args);
-    let text = server.log_text();
-    let addr = text
-        .lines()
-        .find_map(|l| log_message(l).strip_prefix("listening on metrics "))
-        .unwrap_or_else(|| panic!("no metrics line in the log:\n{text}"))
-        .parse()
-        .unwrap();
+    let addr = server.listening_on("metrics");
     (server, addr)
 }
 

@@ -19,12 +19,11 @@
 //!    spent (queue workers, group commit, RocksDB's own). Every case runs
 //!    `rounds` times, nmdb and echo interleaved, and the median is shown,
 //!    so that a disturbance in one round does not decide the figure.
-//!    Synchronous writes at the default
-//!    durability are also set against their own limit, one fdatasync plus
-//!    one round trip, and against an fsync echo server (the echo server
-//!    appending each request to a file and fdatasyncing it before it
-//!    answers: a durable server with nothing else to do), and their
-//!    8-client rate against the 1-client one.
+//!    Synchronous writes at the default durability are also set against
+//!    their own limit, one fdatasync plus one round trip, and against an
+//!    fsync echo server (the echo server appending each request to a file
+//!    and fdatasyncing it before it answers: a durable server with nothing
+//!    else to do), and their 8-client rate against the 1-client one.
 //! 3. Scaling: one client's synchronous SETs and 8 clients' taking turns
 //!    round by round on one server, and the median of the rounds' ratios:
 //!    the disk's latency drifts from minute to minute, and this ratio

@@ -364,7 +364,6 @@ fn burst(bin: &Path) {
 }
 
 fn main() {
-    server::begin();
     let mut args = std::env::args().skip(1);
     let mut bin = std::env::current_exe().unwrap().with_file_name("nmdb");
     let mut secs = 10;
@@ -383,6 +382,8 @@ fn main() {
             }
         }
     }
+    // After the command line: a bad one leaves no directory behind.
+    server::begin();
     println!("server: {}", bin.display());
     non_readers(&bin, secs);
     many_non_readers(&bin, secs, 1000);

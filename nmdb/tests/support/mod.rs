@@ -170,24 +170,24 @@ impl TestServer {
     /// Reads the TCP and UDP addresses from the "listening on" lines the
     /// log holds now, for a server started with `extra` options.
     pub fn read_addrs(&mut self, extra: &[&str]) {
-        let text = self.log_text();
-        let addr = |proto: &str| -> SocketAddr {
-            let prefix = format!("listening on {proto} ");
-            let line = text
-                .lines()
-                .find(|l| l.contains(&prefix))
-                .unwrap_or_else(|| panic!("no {proto} line in log:\n{text}"));
-            line[line.find(&prefix).unwrap() + prefix.len()..]
-                .trim()
-                .parse()
-                .unwrap()
-        };
         if !extra.contains(&"--no-tcp") {
-            self.tcp = addr("tcp");
+            self.tcp = self.listening_on("tcp");
         }
         if !extra.contains(&"--no-udp") {
-            self.udp = addr("udp");
+            self.udp = self.listening_on("udp");
         }
+    }
+
+    /// The address of `what` (`tcp`, `udp`, `sctp`, `metrics`) from the
+    /// "listening on" line of the log.
+    pub fn listening_on(&self, what: &str) -> SocketAddr {
+        let text = self.log_text();
+        let prefix = format!("listening on {what} ");
+        text.lines()
+            .find_map(|l| log_message(l).strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {what} line in log:\n{text}"))
+            .parse()
+            .unwrap()
     }
 
     pub fn pid(&self) -> i32 {
