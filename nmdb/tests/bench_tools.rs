@@ -43,9 +43,10 @@ fn the_event_loop_section_of_nmdb_bench_prints_every_case() {
         "udp get (1 client)",
         "udp get (2 clients)",
     ] {
-        // Three rates, each measured: none may be zero.
+        // Four rates (blocking, event-loop and tokio echo, nmdb), each
+        // measured: none may be zero.
         let rates = figures(&text, case, &[]);
-        assert_eq!(rates.len(), 3, "{case}: {rates:?}");
+        assert_eq!(rates.len(), 4, "{case}: {rates:?}");
         assert!(rates.iter().all(|&r| r > 0.0), "{case}: {rates:?}");
     }
 }
@@ -88,6 +89,21 @@ fn nmdb_bench_counts_database_threads_apart_for_writes_and_not_for_cache_request
     let cached = figures(&text, "tcp cache-only get (1 client)", &['%']);
     assert_eq!(cached.len(), 6, "{cached:?}");
     assert_eq!(cached[4], 0.0, "cache-only GET: {cached:?}");
+}
+
+#[test]
+fn nmdb_bench_measures_writes_of_keys_spread_at_random() {
+    let text = nmdb_bench(&[
+        "--only",
+        "udp normal set (1",
+        "--ops",
+        "2000",
+        "--random-keys",
+    ]);
+    // nmdb, echo, ratio%, cpu µs/req, of it db, echo cpu.
+    let write = figures(&text, "udp normal set (1 client)", &['%']);
+    assert_eq!(write.len(), 6, "{write:?}");
+    assert!(write[0] > 0.0 && write[4] > 0.0, "{write:?}");
 }
 
 /// The state and parent's pid of process `pid` (from `/proc/PID/stat`,

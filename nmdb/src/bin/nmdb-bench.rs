@@ -2,11 +2,13 @@
 //! its reference, in one run.
 //!
 //! Usage: nmdb-bench [--nmdb PATH] [--ops N] [--clients N] [--rounds N]
-//!                   [--only TEXT]
+//!                   [--only TEXT] [--random-keys]
 //!
 //! `--only` runs just the request cases whose name contains TEXT (e.g.
 //! "tcp sync"), or just the `scaling`, `recycled`, `memory`, `metrics` or
-//! `event-loop` section.
+//! `event-loop` section. `--random-keys` spreads the requests' keys at
+//! random instead of numbering them in order, which RocksDB inserts more
+//! cheaply than a real workload's keys.
 //!
 //! 1. Disk: a loop of 128-byte appends, each followed by `fdatasync`, in
 //!    the directory the server's database is in: what making one write
@@ -38,9 +40,11 @@
 //! 6. Metrics: cache-only requests with `--metrics` on and off.
 //! 7. Event loop: the echo server above (a blocking thread per client)
 //!    against an echo server answering from one thread's epoll loop, the
-//!    way event-driven servers (libevent's, tokio's) wait for requests,
-//!    and nmdb's cache-only GET against both: what part of the distance
-//!    to the round-trip limit waiting that way costs by itself.
+//!    way event-driven servers (libevent's, tokio's) wait for requests, an
+//!    echo server on a tokio runtime built as nmdb's network threads build
+//!    theirs, and nmdb's cache-only GET against them: what part of the
+//!    distance to the round-trip limit waiting that way costs by itself,
+//!    what the runtime adds, and what is left to nmdb's own work.
 //!
 //! Pin it to one CPU (`taskset -c 0`, as `make bench` does) on a VM that
 //! idles CPUs: a wake-up on the other, idle CPU costs more than a request.
@@ -294,6 +298,57 @@ fn serve_event_loop_echo() -> ! {
             }
         }
     }
+}
+
+/// The echo server as `nmdb-bench --tokio-echo-server`: the same answers
+/// from a task per connection (and one for UDP) on a current-thread tokio
+/// runtime, as nmdb's network threads run theirs: what the runtime costs
+/// by itself, apart from nmdb's work on a request.
+fn serve_tokio_echo() -> ! {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        println!(
+            "echo {} {}",
+            tcp.local_addr().unwrap(),
+            udp.local_addr().unwrap()
+        );
+        std::io::stdout().flush().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            let mut reply = Vec::new();
+            while let Ok((n, peer)) = udp.recv_from(&mut buf).await {
+                echo_reply(Transport::Udp, &buf[..n], &mut reply);
+                let _ = udp.send_to(&reply, peer).await;
+            }
+        });
+        while let Ok((mut s, _)) = tcp.accept().await {
+            s.set_nodelay(true).unwrap();
+            tokio::spawn(async move {
+                let mut buf = Vec::with_capacity(65536);
+                let mut reply = Vec::new();
+                loop {
+                    while let Ok(Some(total)) = next_frame(&buf, MAX_MSG_SIZE) {
+                        echo_reply(Transport::Tcp, &buf[..total], &mut reply);
+                        buf.drain(..total);
+                        if s.write_all(&reply).await.is_err() {
+                            return;
+                        }
+                    }
+                    match s.read_buf(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+            });
+        }
+    });
+    std::process::exit(0)
 }
 
 struct EchoServer {
@@ -555,7 +610,25 @@ impl Mode {
     }
 }
 
+/// Whether request keys are spread at random (`--random-keys`) rather than
+/// numbered in order; set once, before any case runs.
+static RANDOM_KEYS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The key of client `c`'s request `i`: `k<c>-<i>`, which RocksDB inserts
+/// near the previous one, or with `--random-keys` 16 hex digits of a hash
+/// of both, each landing anywhere in its memtable as keys of a real
+/// workload (hashes, user ids) do. The same (c, i) gives the same key in
+/// every round and for every server.
 fn key(c: usize, i: usize) -> Vec<u8> {
+    if RANDOM_KEYS.load(std::sync::atomic::Ordering::Relaxed) {
+        // splitmix64's mixer: a bijection (no two keys collide) whose
+        // every output bit depends on every input bit.
+        let mut x = (c as u64) << 40 | i as u64;
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^= x >> 31;
+        return format!("{x:016x}").into_bytes();
+    }
     format!("k{c}-{i}").into_bytes()
 }
 
@@ -606,13 +679,15 @@ fn parse_args() -> Options {
             "--echo-server" => serve_echo(None),
             "--fsync-echo-server" => serve_echo(Some(new_file(Path::new(&val()), 64 << 20))),
             "--event-loop-echo-server" => serve_event_loop_echo(),
+            "--tokio-echo-server" => serve_tokio_echo(),
             "--nmdb" => o.bin = val(),
             "--ops" => o.ops = val().parse().expect("--ops N"),
             "--clients" => o.clients = val().parse().expect("--clients N"),
             "--rounds" => o.rounds = val().parse::<usize>().expect("--rounds N").max(1),
             "--only" => o.only = Some(val()),
+            "--random-keys" => RANDOM_KEYS.store(true, std::sync::atomic::Ordering::Relaxed),
             _ => {
-                eprintln!("usage: nmdb-bench [--nmdb PATH] [--ops N] [--clients N] [--rounds N] [--only TEXT]");
+                eprintln!("usage: nmdb-bench [--nmdb PATH] [--ops N] [--clients N] [--rounds N] [--only TEXT] [--random-keys]");
                 std::process::exit(2);
             }
         }
@@ -1092,27 +1167,39 @@ fn metrics_cost(o: &Options) {
     }
 }
 
-/// Section 6: the blocking echo, the event-loop echo and nmdb's
-/// cache-only GET (a miss), interleaved.
+/// Section 6: the blocking echo, the event-loop echo, the tokio echo and
+/// nmdb's cache-only GET (a miss), interleaved.
 fn event_loop_cost(o: &Options) {
     let server = BenchServer::start(o.bin.as_ref(), "bench-event-loop", true);
     let blocking = EchoServer::start();
     let event_loop = EchoServer::start_as(&["--event-loop-echo-server"], None);
+    let tokio = EchoServer::start_as(&["--tokio-echo-server"], None);
     println!(
-        "{:<26} {:>9} {:>11} {:>6}   {:>9} {:>6} {:>11}   {:>15}",
-        "case", "echo", "event loop", "ratio", "nmdb", "ratio", "ratio to el", "cpu µs/req e/el/n"
+        "{:<22} {:>8} {:>10} {:>6} {:>8} {:>6}   {:>8} {:>6} {:>8}   {:>19}",
+        "case",
+        "echo",
+        "event loop",
+        "ratio",
+        "tokio",
+        "ratio",
+        "nmdb",
+        "ratio",
+        "to tokio",
+        "cpu µs/req e/el/t/n"
     );
     for t in [Transport::Tcp, Transport::Udp] {
         let targets = [
             blocking.target(t),
             event_loop.target(t),
+            tokio.target(t),
             server_target(&server, t),
         ];
         let make = move |c: usize, i: usize| request(t, Mode::Cache, "get", c, i);
         for clients in [1, o.clients] {
-            let [e, el, n] = interleaved(t, targets, clients, o.ops, o.rounds, &make);
+            let [e, el, tk, n] = interleaved(t, targets, clients, o.ops, o.rounds, &make);
+            let ratio = |a: &Sample, b: &Sample| 100.0 * a.ops_per_sec / b.ops_per_sec;
             println!(
-                "{:<26} {:>9.0} {:>11.0} {:>5.0}%   {:>9.0} {:>5.0}% {:>10.0}%   {:>15}",
+                "{:<22} {:>8.0} {:>10.0} {:>5.0}% {:>8.0} {:>5.0}%   {:>8.0} {:>5.0}% {:>7.0}%   {:>19}",
                 format!(
                     "{} get ({clients} client{})",
                     t.name(),
@@ -1120,11 +1207,16 @@ fn event_loop_cost(o: &Options) {
                 ),
                 e.ops_per_sec,
                 el.ops_per_sec,
-                100.0 * el.ops_per_sec / e.ops_per_sec,
+                ratio(&el, &e),
+                tk.ops_per_sec,
+                ratio(&tk, &e),
                 n.ops_per_sec,
-                100.0 * n.ops_per_sec / e.ops_per_sec,
-                100.0 * n.ops_per_sec / el.ops_per_sec,
-                format!("{:.1}/{:.1}/{:.1}", e.cpu_us, el.cpu_us, n.cpu_us),
+                ratio(&n, &e),
+                ratio(&n, &tk),
+                format!(
+                    "{:.1}/{:.1}/{:.1}/{:.1}",
+                    e.cpu_us, el.cpu_us, tk.cpu_us, n.cpu_us
+                ),
             );
         }
     }
@@ -1169,9 +1261,30 @@ fn main() {
         println!();
         println!(
             "== event loop: the blocking echo, an echo answering from one thread's epoll loop, \
-             and nmdb's cache-only GET"
+             one on tokio, and nmdb's cache-only GET"
         );
         event_loop_cost(&o);
     }
     server::end_of_run();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn random_keys_are_distinct_fixed_and_out_of_order() {
+        RANDOM_KEYS.store(true, std::sync::atomic::Ordering::Relaxed);
+        let keys: Vec<Vec<u8>> = (0..8)
+            .flat_map(|c| (0..5000).map(move |i| key(c, i)))
+            .collect();
+        assert_eq!(keys.iter().collect::<HashSet<_>>().len(), keys.len());
+        assert!(keys.iter().all(|k| k.len() == 16));
+        assert_eq!(key(3, 77), key(3, 77), "the same request, the same key");
+        // In order, a key follows its predecessor about half the time.
+        let rising = keys.windows(2).filter(|w| w[0] < w[1]).count();
+        let share = rising as f64 / (keys.len() - 1) as f64;
+        assert!((0.4..0.6).contains(&share), "{share}");
+    }
 }
