@@ -346,7 +346,7 @@ fn a_write_flood_is_held_to_the_queue_budget_and_every_acknowledged_write_is_kep
 
     let grown = server.memory("VmHWM").saturating_sub(rss_before);
     // Without a bound the queue alone holds hundreds of MB here; with it:
-    // the 16 MiB budget, RocksDB's memtables (two of 64 MiB), the workers'
+    // the 16 MiB budget, RocksDB's memtables (two of 32 MiB), the workers'
     // batches (4 MiB each, and RocksDB's copy) and allocator slack.
     assert!(
         grown <= 256 * MIB,

@@ -32,7 +32,7 @@
 //!    drifts less than one of two cases measured apart. With the server's
 //!    own average fsync time, on which the ratio depends.
 //! 4. Recycled log: synchronous writes once RocksDB writes its log over a
-//!    recycled file its writes filled (after 130-200 MB of writes),
+//!    recycled file its writes filled (after 65-100 MB of writes),
 //!    against the limits from fdatasync of appends and of overwrites in
 //!    place.
 //! 5. Memory: the server's RSS growth per cached object with the default
@@ -963,8 +963,8 @@ fn recycled_log(o: &Options) {
     let at_start = reuses();
     let recycled = || reuses() >= at_start + 2;
     let value = vec![0x5a_u8; 60_000];
-    // 64 MB memtables: a log is recycled from the second switch on, after
-    // about 130 MB (a server that does not recycle writes them all).
+    // 32 MB memtables: a log is recycled from the second switch on, after
+    // about 65 MB (a server that does not recycle writes them all).
     let mut written = 0;
     while written < FILL_SETS && !recycled() {
         let fill = (written..written + 500).map(|i| {
