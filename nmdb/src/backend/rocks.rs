@@ -98,6 +98,16 @@ impl RocksBackend {
         opts.set_write_buffer_size(MEMTABLE_BYTES);
         opts.set_max_bytes_for_level_base(4 * MEMTABLE_BYTES as u64);
         opts.set_target_file_size_base(MEMTABLE_BYTES as u64);
+        // Every table file carries a Bloom filter of its keys (10 bits, 1.25
+        // bytes a key, held in memory; about 1% false positives): a read of
+        // a key the database lacks, as a cache's misses often are, skips
+        // the files without it instead of searching each one's blocks.
+        // Such a read took 0.7 µs here against 7.6, one of a stored key 4.2
+        // against 7.6, and a write 3-5% more CPU (BENCHMARKS.md). A lookup
+        // that may not wait for the disk can also tell such a key missing.
+        let mut tables = rocksdb::BlockBasedOptions::default();
+        tables.set_bloom_filter(10.0, false);
+        opts.set_block_based_table_factory(&tables);
         // Flushes and compactions yield the CPU to request handling.
         let mut env = rocksdb::Env::new().map_err(engine)?;
         env.lower_thread_pool_cpu_priority();
@@ -408,7 +418,7 @@ mod tests {
     }
 
     #[test]
-    fn the_stored_keys_family_has_the_smaller_memtable_whether_new_or_reopened() {
+    fn the_stored_keys_family_runs_with_its_tuned_options_whether_new_or_reopened() {
         let dir = temp_dir("memtable");
         for opening in ["new", "reopened"] {
             let b = RocksBackend::open(&dir, true).unwrap();
@@ -424,8 +434,47 @@ mod tests {
                     "{opening}: {setting} not in:\n{options}"
                 );
             }
+            let tables = section(&options, "[TableOptions/BlockBasedTable \"default\"]");
+            assert!(
+                tables.contains(&"filter_policy=bloomfilter"),
+                "{opening}: no Bloom filter in:\n{options}"
+            );
             drop(b);
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_key_missing_from_table_files_is_told_missing_without_reading_them() {
+        let dir = temp_dir("filter");
+        {
+            let b = RocksBackend::open(&dir, false).unwrap();
+            let ops: Vec<WriteOp> = (0..1000)
+                .map(|i| {
+                    let key = format!("key-{i:04}");
+                    WriteOp::new(key.as_bytes(), Some(b"v"))
+                })
+                .collect();
+            b.write(&ops).unwrap();
+            b.flush().unwrap();
+        }
+        // Reopened: the keys are in a table file none of whose blocks is
+        // cached. Keys inside its range that it lacks are told missing
+        // from its filter; without one, each would need a block read.
+        let b = RocksBackend::open(&dir, false).unwrap();
+        let absent: Vec<String> = (0..100).map(|i| format!("key-{i:04}x")).collect();
+        let told = absent
+            .iter()
+            .filter(|key| from_memory(&b, key.as_bytes()) == Some(None))
+            .count();
+        // A Bloom filter of 10 bits a key lets about 1% through.
+        assert!(told >= 95, "{told} of 100 absent keys told from memory");
+        assert_eq!(
+            from_memory(&b, b"key-0500"),
+            None,
+            "a stored key needs its block"
+        );
+        drop(b);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
