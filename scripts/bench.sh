@@ -12,7 +12,9 @@ rel=${CARGO_TARGET_DIR:-$top/target}/release
 ops=${1:-20000}
 cpu=${BENCH_CPU:-0}
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+# The servers are waited for: a server still writing its database as it
+# exits would put files back into what rm is removing.
+trap 'kill $(jobs -p) 2>/dev/null || true; wait || true; rm -rf "$work"' EXIT
 
 echo "== server: nmdb vs echo (taskset -c $cpu, $ops ops per client)"
 taskset -c "$cpu" "$rel/nmdb-bench" --ops "$ops" --clients 8

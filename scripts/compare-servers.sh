@@ -15,7 +15,9 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 rel=${CARGO_TARGET_DIR:-$top/target}/release
 cpu=${BENCH_CPU:-0}
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+# The servers are waited for: a server still writing its database as it
+# exits would put files back into what rm is removing.
+trap 'kill $(jobs -p) 2>/dev/null || true; wait || true; rm -rf "$work"' EXIT
 [ $# -ge 1 ] || { echo "usage: $0 NMDB_BINARY..." >&2; exit 2; }
 
 cc -std=c99 -O2 -I "$top/include" -I "$top/tests/c" "$top/tests/c/bench.c" \
