@@ -62,6 +62,20 @@ fn the_sync_disk_summary_of_nmdb_bench_sets_nmdb_beside_the_fsync_echo() {
 }
 
 #[test]
+fn the_sync_disk_summary_shows_a_dash_for_a_many_client_case_left_out() {
+    let text = nmdb_bench(&["--only", "tcp sync disk set (1", "--ops", "300"]);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("tcp sync set "))
+        .unwrap_or_else(|| panic!("no summary in:\n{text}"));
+    // 1 client, fdatasync, limit, ratio, fsync echo, ratio measured; the
+    // 2-client rate, scaling and group not.
+    let words: Vec<&str> = line.split_whitespace().skip(3).collect();
+    assert_eq!(words[words.len() - 3..], ["-", "-", "-"], "{line}");
+    assert!(!line.contains("NaN") && !line.contains(" 0.0"), "{line}");
+}
+
+#[test]
 fn the_scaling_section_of_nmdb_bench_measures_both_client_counts_in_turn_and_the_fsync() {
     let text = nmdb_bench(&["--only", "scaling", "--ops", "1000"]);
     for case in ["tcp sync set", "udp sync set"] {

@@ -851,11 +851,20 @@ fn requests(o: &Options) {
             .iter()
             .find(|f| f.clients != 1 && f.case == one.case);
         let limit = 1.0 / (one.fsync.as_secs_f64() + 1.0 / one.echo);
-        let (many_rate, scaling, group) =
-            many.map_or((0.0, 0.0, 0.0), |m| (m.nmdb, m.nmdb / one.nmdb, m.group));
+        // A dash where `--only` left the many-client case out.
+        let (many_rate, scaling, group) = many.map_or_else(
+            || ("-".to_string(), "-".to_string(), "-".to_string()),
+            |m| {
+                (
+                    format!("{:.0}", m.nmdb),
+                    format!("{:.1}×", m.nmdb / one.nmdb),
+                    format!("{:.1}", m.group),
+                )
+            },
+        );
         let fsync_echo = one.fsync_echo.unwrap_or(f64::NAN);
         println!(
-            "{:<16} {:>9.0} {:>7.0} µs {:>9.0} {:>5.0}%   {:>10.0} {:>5.0}%   {:>9.0} {:>7.1}× {:>14.1}",
+            "{:<16} {:>9.0} {:>7.0} µs {:>9.0} {:>5.0}%   {:>10.0} {:>5.0}%   {:>9} {:>8} {:>14}",
             one.case,
             one.nmdb,
             one.fsync.as_secs_f64() * 1e6,
