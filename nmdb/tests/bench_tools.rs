@@ -120,6 +120,25 @@ fn nmdb_bench_measures_writes_of_keys_spread_at_random() {
     assert!(write[0] > 0.0 && write[4] > 0.0, "{write:?}");
 }
 
+#[test]
+fn the_random_keys_section_runs_the_asynchronous_and_process_sets_again() {
+    let text = nmdb_bench(&["--only", "random-keys", "--ops", "400"]);
+    for t in ["tcp", "udp"] {
+        for mode in ["normal", "sync process"] {
+            for clients in ["1 client", "2 clients"] {
+                let case = format!("{t} {mode} set ({clients})");
+                // nmdb, echo, ratio%, cpu µs/req, of it db, echo cpu.
+                let f = figures(&text, &case, &['%']);
+                assert_eq!(f.len(), 6, "{case}: {f:?}");
+                assert!(f[0] > 0.0 && f[1] > 0.0, "{case}: {f:?}");
+            }
+        }
+    }
+    // Only those: no other request case, and no summary of sync cases.
+    assert!(!text.contains("get (") && !text.contains("del ("), "{text}");
+    assert!(!text.contains("against the disk"), "{text}");
+}
+
 /// The state and parent's pid of process `pid` (from `/proc/PID/stat`,
 /// after the name in parentheses); `None` once it is gone.
 fn state_and_parent(pid: u32) -> Option<(String, u32)> {

@@ -5,8 +5,9 @@
 //!                   [--only TEXT] [--random-keys]
 //!
 //! `--only` runs just the request cases whose name contains TEXT (e.g.
-//! "tcp sync"), or just the `scaling`, `recycled`, `memory`, `metrics` or
-//! `event-loop` section. `--random-keys` spreads the requests' keys at
+//! "tcp sync", or several texts: "normal set|process set"), or just the
+//! `scaling`, `recycled`, `memory`, `metrics`, `event-loop` or
+//! `random-keys` section. `--random-keys` spreads the requests' keys at
 //! random instead of numbering them in order, which RocksDB inserts more
 //! cheaply than a real workload's keys.
 //!
@@ -45,6 +46,9 @@
 //!    theirs, and nmdb's cache-only GET against them: what part of the
 //!    distance to the round-trip limit waiting that way costs by itself,
 //!    what the runtime adds, and what is left to nmdb's own work.
+//! 8. Keys at random: the asynchronous and `process` SETs of section 2
+//!    again, their keys spread at random: RocksDB inserts numbered keys
+//!    next to the last one, far more cheaply than a real workload's.
 //!
 //! Pin it to one CPU (`taskset -c 0`, as `make bench` does) on a VM that
 //! idles CPUs: a wake-up on the other, idle CPU costs more than a request.
@@ -652,6 +656,7 @@ fn request(t: Transport, mode: Mode, op: &str, c: usize, i: usize) -> Vec<u8> {
     message(t, req, flags)
 }
 
+#[derive(Clone)]
 struct Options {
     bin: String,
     ops: usize,
@@ -765,7 +770,7 @@ fn requests(o: &Options) {
                     );
                     if o.only
                         .as_ref()
-                        .is_some_and(|only| !case.contains(only.as_str()))
+                        .is_some_and(|only| !only.split('|').any(|text| case.contains(text)))
                     {
                         continue;
                     }
@@ -824,6 +829,9 @@ fn requests(o: &Options) {
                 }
             }
         }
+    }
+    if sync_figures.is_empty() {
+        return;
     }
     println!();
     println!(
@@ -1241,7 +1249,7 @@ fn main() {
     let section = |name: &str| o.only.as_deref().is_none_or(|only| only == name);
     let requests_wanted = !matches!(
         o.only.as_deref(),
-        Some("scaling" | "recycled" | "memory" | "metrics" | "event-loop")
+        Some("scaling" | "recycled" | "memory" | "metrics" | "event-loop" | "random-keys")
     );
     if requests_wanted {
         println!();
@@ -1273,6 +1281,18 @@ fn main() {
              one on tokio, and nmdb's cache-only GET"
         );
         event_loop_cost(&o);
+    }
+    if section("random-keys") {
+        println!();
+        println!(
+            "== keys at random: the asynchronous and --durability process SETs above with keys \
+             spread at random (--random-keys), as a real workload's are, not numbered in order"
+        );
+        RANDOM_KEYS.store(true, std::sync::atomic::Ordering::Relaxed);
+        requests(&Options {
+            only: Some("normal set|process set".into()),
+            ..o.clone()
+        });
     }
     server::end_of_run();
 }
