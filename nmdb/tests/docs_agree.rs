@@ -4,7 +4,6 @@ mod support;
 
 use nmdb_server::config::defaults;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 
 const MAN: &str = include_str!("../../man/nmdb.1");
 
@@ -185,11 +184,8 @@ fn every_thread_of_a_running_server_is_documented() {
     let dir = support::TempDir::new("threads");
     let server = support::TestServer::start(&dir, &["--metrics", "127.0.0.1:0"]);
     // A scrape, for the thread that encodes it.
-    let mut http = std::net::TcpStream::connect(server.listening_on("metrics")).unwrap();
-    http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    http.read_to_string(&mut answer).unwrap();
-    assert!(answer.contains("nmdb_cache_get_total"), "{answer}");
+    let metrics = support::scrape(server.listening_on("metrics"));
+    assert!(metrics.contains("nmdb_cache_get_total"), "{metrics}");
     let section = threads_section();
     let expected = [
         "nmdb",

@@ -86,11 +86,6 @@ impl SctpClient {
     }
 }
 
-/// The SCTP address the server logged it listens on.
-fn sctp_addr(server: &TestServer) -> SocketAddr {
-    server.listening_on("sctp")
-}
-
 fn code(reply: &[u8]) -> ReplyCode {
     Reply::parse(reply).unwrap().reply_code().unwrap()
 }
@@ -169,7 +164,7 @@ fn sctp_server_answers_every_request_and_mode_over_ipv4_and_ipv6() {
     for host in ["127.0.0.1", "::1"] {
         let dir = TempDir::new("sctp");
         let server = TestServer::start_in(&dir, &["--no-tipc", "-S", host, "-s", "0"]);
-        let addr = sctp_addr(&server);
+        let addr = server.listening_on("sctp");
         assert_eq!(addr.ip(), host.parse::<std::net::IpAddr>().unwrap());
         let client = SctpClient::new(addr);
         every_request_and_mode(&|m| client.call(m));
@@ -195,7 +190,7 @@ fn shutdown_wakes_every_tipc_and_sctp_receiver() {
         let dir = TempDir::new("wake");
         let instance = (70 + i).to_string();
         let server = TestServer::start_in(&dir, &["-l", &instance, "-S", host, "-s", "0"]);
-        let client = SctpClient::new(nmdb_net::reachable_from_here(sctp_addr(&server)));
+        let client = SctpClient::new(nmdb_net::reachable_from_here(server.listening_on("sctp")));
         let reply = client.call(&msg(Request::Get { key: b"k" }, 1, 0));
         assert_eq!(code(&reply), ReplyCode::NotIn, "{host}");
         let started = Instant::now();
@@ -305,7 +300,7 @@ fn passive_mirror_applies_every_write_and_takes_over_on_sigusr2() {
 fn over_long_tipc_and_sctp_messages_are_dropped_as_broken_never_parsed_cut() {
     let dir = TempDir::new("overlong");
     let server = TestServer::start_in(&dir, &["-l", "80", "-S", "127.0.0.1", "-s", "0"]);
-    let sctp_addr = sctp_addr(&server);
+    let sctp_addr = server.listening_on("sctp");
     // A SET whose value runs past the protocol's 64 KiB message: a server
     // that parsed what fits its buffer would store a cut value.
     let mut over_long = msg(

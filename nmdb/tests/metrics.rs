@@ -6,10 +6,10 @@
 
 mod support;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
-use support::{framed, msg, nmdb_bin, TempDir, TestServer, LOOPBACK, PATIENCE};
+use support::{framed, msg, nmdb_bin, request, scrape, TempDir, TestServer, LOOPBACK, PATIENCE};
 
 const MAN: &str = include_str!("../../man/nmdb.1");
 
@@ -30,58 +30,6 @@ fn metrics_server(dir: &TempDir, args: &[&str]) -> (TestServer, SocketAddr) {
     let server = TestServer::start(dir, args);
     let addr = server.listening_on("metrics");
     (server, addr)
-}
-
-/// An HTTP answer, taken apart just enough for the tests.
-struct Answer {
-    status: u16,
-    /// Header names in lower case.
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Sends one request on a new connection and reads the whole answer (the
-/// server closes the connection after it, as asked).
-fn request(addr: SocketAddr, method: &str, path: &str) -> Answer {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let raw = String::from_utf8(raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a whole HTTP answer");
-    let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap();
-    let headers = lines
-        .map(|l| {
-            let (name, value) = l.split_once(':').unwrap();
-            (name.to_ascii_lowercase(), value.trim().to_string())
-        })
-        .collect();
-    Answer {
-        status: status.parse().unwrap(),
-        headers,
-        body: body.to_string(),
-    }
-}
-
-fn scrape(addr: SocketAddr) -> String {
-    let answer = request(addr, "GET", "/metrics");
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    answer.body
 }
 
 #[test]

@@ -491,3 +491,56 @@ pub fn reset_on_close(stream: &TcpStream) {
     };
     assert_eq!(rc, 0, "SO_LINGER: {}", io::Error::last_os_error());
 }
+
+/// An HTTP answer, taken apart just enough for the tests.
+pub struct Answer {
+    pub status: u16,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends one HTTP request (to `--metrics`) on a new connection and reads
+/// the whole answer (the server closes the connection after it, as asked).
+pub fn request(addr: SocketAddr, method: &str, path: &str) -> Answer {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a whole HTTP answer");
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap();
+    let headers = lines
+        .map(|l| {
+            let (name, value) = l.split_once(':').unwrap();
+            (name.to_ascii_lowercase(), value.trim().to_string())
+        })
+        .collect();
+    Answer {
+        status: status.parse().unwrap(),
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// The metrics served at `addr`, once answered 200.
+pub fn scrape(addr: SocketAddr) -> String {
+    let answer = request(addr, "GET", "/metrics");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.body
+}
