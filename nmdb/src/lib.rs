@@ -26,6 +26,7 @@ pub mod logfile;
 pub mod metrics;
 pub mod netthreads;
 pub mod notify;
+pub mod poller;
 pub mod reply;
 pub mod run;
 pub mod server;

@@ -190,7 +190,7 @@ impl Server {
             health,
             latency,
         });
-        let runtime = self.net()?.spawner().listeners().clone();
+        let runtime = self.net()?.listeners().clone();
         let _guard = runtime.enter();
         let listener = tcp::bind(addr, None)
             .map_err(|e| StartError(format!("cannot serve metrics on {addr}: {e}")))?;
@@ -276,8 +276,9 @@ impl Server {
         let addr = SocketAddr::new(listen.addr, listen.port);
         let engine = self.engine.clone();
         let limits = self.tcp_limits.clone();
-        let spawner = self.net()?.spawner().clone();
-        let runtime = spawner.listeners().clone();
+        let net = self.net()?;
+        let loops = net.loops().clone();
+        let runtime = net.listeners().clone();
         let _guard = runtime.enter();
         let listener = match tcp::bind(addr, send_buffer) {
             Ok(l) => l,
@@ -287,7 +288,7 @@ impl Server {
             }
         };
         let local = listener.local_addr().ok();
-        runtime.spawn(tcp::serve(listener, engine, limits, spawner));
+        runtime.spawn(tcp::serve(listener, engine, limits, loops));
         drop(_guard);
         self.addrs.tcp = local;
         log::info!("listening on tcp {}", local.unwrap_or(addr));

@@ -41,11 +41,12 @@
 //! 6. Metrics: cache-only requests with `--metrics` on and off.
 //! 7. Event loop: the echo server above (a blocking thread per client)
 //!    against an echo server answering from one thread's epoll loop, the
-//!    way event-driven servers (libevent's, tokio's) wait for requests, an
-//!    echo server on a tokio runtime built as nmdb's network threads build
-//!    theirs, and nmdb's cache-only GET against them: what part of the
-//!    distance to the round-trip limit waiting that way costs by itself,
-//!    what the runtime adds, and what is left to nmdb's own work.
+//!    way event-driven servers (libevent's, nmdb's) wait for requests, an
+//!    echo server on a current-thread tokio runtime (as nmdb served TCP
+//!    before it had event loops of its own), and nmdb's cache-only GET
+//!    against them: what part of the distance to the round-trip limit
+//!    waiting that way costs by itself, what a runtime adds, and what is
+//!    left to nmdb's own work.
 //! 8. Keys at random: the asynchronous and `process` SETs of section 2
 //!    again, their keys spread at random: RocksDB inserts numbered keys
 //!    next to the last one, far more cheaply than a real workload's.
@@ -306,8 +307,8 @@ fn serve_event_loop_echo() -> ! {
 
 /// The echo server as `nmdb-bench --tokio-echo-server`: the same answers
 /// from a task per connection (and one for UDP) on a current-thread tokio
-/// runtime, as nmdb's network threads run theirs: what the runtime costs
-/// by itself, apart from nmdb's work on a request.
+/// runtime, as nmdb served TCP before it had event loops of its own: what
+/// such a runtime costs by itself, apart from any server's work.
 fn serve_tokio_echo() -> ! {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -1,8 +1,8 @@
 //! Transports: where request bytes arrive and reply bytes leave.
 //!
-//! Stream transports (TCP) run as tasks on the network threads' runtimes
-//! ([`crate::netthreads`]), one per connection, so thousands of idle
-//! clients cost little. Datagram transports (UDP, TIPC, SCTP) share one
+//! Stream transports (TCP) are served by the network threads' event loops
+//! ([`crate::netthreads`]), each connection by one loop, so thousands of
+//! idle clients cost little. Datagram transports (UDP, TIPC, SCTP) share one
 //! receive loop run by blocking threads, one per core for each socket (one
 //! for SCTP): a message is a whole request, so there is no connection state
 //! to keep. All of them hand whole messages to the

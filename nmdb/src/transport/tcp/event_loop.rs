@@ -1,0 +1,659 @@
+//! A network thread's event loop: the TCP connections handed to it, each
+//! served start to end here, waiting in one `epoll_wait` for whichever is
+//! ready.
+//!
+//! A request costs that wait, one read and one write, and nothing else:
+//! no task to wake and poll, no clock read, no timer armed. On one CPU
+//! shared with its client, a bare loop like this one served nmdb's
+//! cache-only requests 4-6 points closer to the loopback limit than a
+//! tokio task per connection (BENCHMARKS.md).
+//!
+//! What a connection rarely waits for (a free in-flight slot, room in the
+//! database queue, its last deferred answers before it closes) is a
+//! future, polled here with a waker that hands the connection back to
+//! this loop through its [`Inbox`]. Timeouts (idle connections, clients
+//! that stopped reading while unread replies are over their limit) are
+//! checked on a coarse tick that runs only while there is one to check.
+
+use super::connection::{release_if_large, Connection, Flushed};
+use super::{OpenConnection, UnsentReplies, MAX_IN_FLIGHT, READ_CHUNK, STOP_READING_BYTES};
+use crate::engine::{Disposition, Engine, Link};
+use crate::poller::{Event, Poller, Ticker, Wake};
+use crate::reply::{ReplyShape, ReplyTo, STREAM_SHAPE};
+use nmdb_proto::frame::{next_frame, FrameError};
+use nmdb_proto::{Counter, MAX_MSG_SIZE, TCP_PREFIX_LEN};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
+
+/// A connection accepted for a loop to serve.
+pub struct NewConnection {
+    /// Non-blocking.
+    pub stream: std::net::TcpStream,
+    pub engine: Arc<Engine>,
+    pub(super) open: OpenConnection,
+}
+
+/// How the timeouts are checked: often enough for an idle timeout given in
+/// seconds and for [`super::STALL_GRACE`], and rarely enough to cost
+/// nothing.
+const TICK: Duration = Duration::from_millis(100);
+
+const WAKE_TOKEN: u64 = u64::MAX;
+const TICK_TOKEN: u64 = u64::MAX - 1;
+
+/// What other threads hand a loop.
+#[derive(Default)]
+struct Mail {
+    new: Vec<NewConnection>,
+    /// Connections whose awaited future can go on (tokens).
+    woken: Vec<u64>,
+    stop: bool,
+}
+
+/// A loop's mailbox: other threads leave connections and wake-ups in it.
+pub struct Inbox {
+    mail: parking_lot::Mutex<Mail>,
+    wake: Wake,
+}
+
+impl Inbox {
+    pub fn hand_over(&self, conn: NewConnection) {
+        self.mail.lock().new.push(conn);
+        self.wake.wake();
+    }
+
+    /// Tells the loop to drop its connections and end.
+    pub fn stop(&self) {
+        self.mail.lock().stop = true;
+        self.wake.wake();
+    }
+
+    /// Wakes the loop with nothing in particular to do: it looks at the
+    /// limits again.
+    pub fn wake(&self) {
+        self.wake.wake();
+    }
+
+    fn wake_connection(&self, token: u64) {
+        self.mail.lock().woken.push(token);
+        self.wake.wake();
+    }
+}
+
+/// Hands a connection back to its loop when what it waits for is ready.
+struct ConnectionWaker {
+    inbox: Arc<Inbox>,
+    token: u64,
+}
+
+impl std::task::Wake for ConnectionWaker {
+    fn wake(self: Arc<Self>) {
+        self.inbox.wake_connection(self.token);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.inbox.wake_connection(self.token);
+    }
+}
+
+type Waiting<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// What a connection waits for before it goes on.
+enum Wait {
+    /// An in-flight slot for its next request.
+    Slot(Waiting<Result<OwnedSemaphorePermit, AcquireError>>),
+    /// Room in the database queue.
+    Room(Waiting<()>),
+    /// Every in-flight slot back, before it closes: each deferred answer
+    /// was handed over.
+    Answered(Waiting<()>),
+}
+
+/// A connection as its loop holds it.
+struct Conn {
+    shared: Arc<Connection>,
+    engine: Arc<Engine>,
+    open: OpenConnection,
+    inbuf: Vec<u8>,
+    /// The socket reported input not yet read to the end.
+    readable: bool,
+    /// No more requests are read: end of stream, a bad frame, a version
+    /// the server does not speak, or a failed read.
+    done_reading: bool,
+    slots: Arc<Semaphore>,
+    /// A slot held for the next request.
+    slot: Option<OwnedSemaphorePermit>,
+    wait: Option<Wait>,
+    /// When the client last sent something or last had a request in
+    /// flight (only with an idle timeout).
+    last_busy: Instant,
+}
+
+/// What the loop does with a connection after serving it.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Wait for the socket or a wake-up.
+    Wait,
+    /// Its turn ended with more to do: serve it again after the others.
+    Again,
+    Close,
+}
+
+/// What handling the frames already read came to.
+enum Handled {
+    /// All handled; more may be read.
+    All,
+    /// The connection now waits for something (`Conn::wait`).
+    Waiting,
+    TurnOver,
+    Close,
+}
+
+struct TcpLink<'a> {
+    conn: &'a Arc<Connection>,
+    slot: &'a mut Option<OwnedSemaphorePermit>,
+    /// The request put work on the database queue.
+    queued: bool,
+}
+
+impl Link for TcpLink<'_> {
+    fn shape(&self) -> ReplyShape {
+        STREAM_SHAPE
+    }
+
+    fn pauses_when_queue_full(&self) -> bool {
+        true
+    }
+
+    fn queued_for_db(&mut self) {
+        self.queued = true;
+    }
+
+    fn defer(&mut self) -> ReplyTo {
+        ReplyTo::Stream {
+            conn: self.conn.clone(),
+            slot: self
+                .slot
+                .take()
+                .expect("a slot is reserved before every frame"),
+            timer: None,
+        }
+    }
+}
+
+pub struct EventLoop {
+    poller: Poller,
+    inbox: Arc<Inbox>,
+    ticker: Ticker,
+    /// Connections by slot; a token is the slot and its generation, so an
+    /// event or a wake-up meant for a closed connection finds nothing.
+    conns: Vec<Option<(u32, Conn)>>,
+    free: Vec<usize>,
+    generation: u32,
+    /// Connections whose turn ended, served again after the others.
+    again: VecDeque<u64>,
+    events: Vec<Event>,
+    /// Immediate answers being gathered for the connection being served.
+    out: Vec<u8>,
+    /// Connections here with an idle timeout.
+    timed: usize,
+    /// The unread-replies counts this loop's connections add to.
+    watched: Vec<Arc<UnsentReplies>>,
+}
+
+impl EventLoop {
+    pub fn new() -> io::Result<Self> {
+        let poller = Poller::new()?;
+        let wake = Wake::new(&poller, WAKE_TOKEN)?;
+        let ticker = Ticker::new(&poller, TICK_TOKEN)?;
+        Ok(EventLoop {
+            poller,
+            inbox: Arc::new(Inbox {
+                mail: parking_lot::Mutex::new(Mail::default()),
+                wake,
+            }),
+            ticker,
+            conns: Vec::new(),
+            free: Vec::new(),
+            generation: 0,
+            again: VecDeque::new(),
+            events: Vec::new(),
+            out: Vec::new(),
+            timed: 0,
+            watched: Vec::new(),
+        })
+    }
+
+    pub fn inbox(&self) -> &Arc<Inbox> {
+        &self.inbox
+    }
+
+    /// Serves connections until told to stop; then drops them all.
+    pub fn run(mut self) {
+        loop {
+            let block = self.again.is_empty();
+            self.events.clear();
+            match self.poller.wait(block) {
+                Ok(events) => self.events.extend(events),
+                Err(e) => {
+                    log::error!("tcp event loop: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            }
+            for i in 0..self.events.len() {
+                let event = self.events[i];
+                match event.token {
+                    WAKE_TOKEN => {
+                        if !self.read_mail() {
+                            return;
+                        }
+                    }
+                    TICK_TOKEN => {
+                        self.ticker.reset();
+                        self.check_timeouts();
+                    }
+                    token => self.on_socket(token, event),
+                }
+            }
+            for _ in 0..self.again.len() {
+                if let Some(token) = self.again.pop_front() {
+                    self.serve_token(token);
+                }
+            }
+            self.set_ticker();
+        }
+    }
+
+    /// Takes what other threads left; false when told to stop.
+    fn read_mail(&mut self) -> bool {
+        self.inbox.wake.reset();
+        let mail = std::mem::take(&mut *self.inbox.mail.lock());
+        if mail.stop {
+            return false;
+        }
+        for conn in mail.new {
+            self.add(conn);
+        }
+        for token in mail.woken {
+            self.serve_token(token);
+        }
+        true
+    }
+
+    fn add(&mut self, new: NewConnection) {
+        let NewConnection {
+            stream,
+            engine,
+            open,
+        } = new;
+        let _ = stream.set_nodelay(true);
+        let unsent = open.0.unsent.clone();
+        if !self.watched.iter().any(|u| Arc::ptr_eq(u, &unsent)) {
+            unsent.watch(&self.inbox);
+            self.watched.push(unsent.clone());
+        }
+        let timed = open.0.idle_timeout.is_some();
+        let conn = Conn {
+            shared: Arc::new(Connection::new(stream, unsent)),
+            engine,
+            open,
+            inbuf: Vec::with_capacity(READ_CHUNK),
+            readable: false,
+            done_reading: false,
+            slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            slot: None,
+            wait: None,
+            last_busy: Instant::now(),
+        };
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        self.generation = self.generation.wrapping_add(1);
+        let token = (u64::from(self.generation) << 32) | index as u64;
+        if let Err(e) = self
+            .poller
+            .add_socket(conn.shared.stream().as_raw_fd(), token)
+        {
+            log::warn!("tcp connection dropped: {e}");
+            self.free.push(index);
+            return;
+        }
+        self.timed += usize::from(timed);
+        self.conns[index] = Some((self.generation, conn));
+    }
+
+    fn index_of(&self, token: u64) -> Option<usize> {
+        let index = (token & u64::from(u32::MAX)) as usize;
+        let generation = (token >> 32) as u32;
+        match self.conns.get(index) {
+            Some(Some((g, _))) if *g == generation => Some(index),
+            _ => None,
+        }
+    }
+
+    fn on_socket(&mut self, token: u64, event: Event) {
+        let Some(index) = self.index_of(token) else {
+            return;
+        };
+        let conn = &mut self.conns[index].as_mut().expect("indexed").1;
+        if event.readable {
+            conn.readable = true;
+        }
+        if event.writable && conn.shared.flush() == Flushed::Broken {
+            self.close(index);
+            return;
+        }
+        self.serve_index(token, index);
+    }
+
+    fn serve_token(&mut self, token: u64) {
+        if let Some(index) = self.index_of(token) {
+            self.serve_index(token, index);
+        }
+    }
+
+    fn serve_index(&mut self, token: u64, index: usize) {
+        let conn = &mut self.conns[index].as_mut().expect("indexed").1;
+        match serve(conn, token, &self.inbox, &mut self.out) {
+            Next::Wait => {}
+            Next::Again => self.again.push_back(token),
+            Next::Close => self.close(index),
+        }
+    }
+
+    fn close(&mut self, index: usize) {
+        if let Some((_, conn)) = self.conns[index].take() {
+            // The descriptor stays open while database threads hold the
+            // connection for its deferred answers: removed here, so that
+            // it is never reported to this loop again.
+            let _ = self.poller.remove(conn.shared.stream().as_raw_fd());
+            self.timed -= usize::from(conn.open.0.idle_timeout.is_some());
+            self.free.push(index);
+        }
+    }
+
+    /// Ticks while a timeout may need checking: connections here have an
+    /// idle timeout, or unread replies are over their limit.
+    fn set_ticker(&mut self) {
+        let needed = self.timed > 0 || self.watched.iter().any(|u| u.is_over());
+        if let Err(e) = self.ticker.set(needed.then_some(TICK)) {
+            log::error!("tcp event loop: {e}");
+        }
+    }
+
+    fn check_timeouts(&mut self) {
+        let now = Instant::now();
+        for index in 0..self.conns.len() {
+            let Some((_, conn)) = &mut self.conns[index] else {
+                continue;
+            };
+            if timed_out(conn, now) {
+                self.close(index);
+            }
+        }
+    }
+}
+
+/// Whether `conn` must close now: its client stopped reading while unread
+/// replies are over their limit, or it has been idle past its timeout.
+fn timed_out(conn: &mut Conn, now: Instant) -> bool {
+    let unsent = conn.shared.unsent();
+    if unsent.is_over() && conn.shared.stalled_past_grace(now) {
+        unsent.count_stalled();
+        conn.shared.abandon("its client stopped reading");
+        return true;
+    }
+    let Some(idle) = conn.open.0.idle_timeout else {
+        return false;
+    };
+    if now.saturating_duration_since(conn.last_busy) < idle {
+        return false;
+    }
+    // Waiting for the database is not idleness.
+    let reserved = usize::from(conn.slot.is_some());
+    if conn.slots.available_permits() + reserved < MAX_IN_FLIGHT {
+        conn.last_busy = now;
+        return false;
+    }
+    log::debug!("closing tcp connection idle for {idle:?}");
+    true
+}
+
+/// Serves one connection as far as it can go now.
+fn serve(conn: &mut Conn, token: u64, inbox: &Arc<Inbox>, out: &mut Vec<u8>) -> Next {
+    loop {
+        if let Some(next) = poll_wait(conn, token, inbox) {
+            return next;
+        }
+        if conn.shared.is_broken() {
+            return Next::Close;
+        }
+        if conn.done_reading {
+            return finish(conn, token, inbox);
+        }
+        // A client that does not read its replies is not read from.
+        if conn.shared.pending() >= stop_reading_at(conn) {
+            return Next::Wait;
+        }
+        match handle_buffered(conn, out) {
+            Handled::All => {}
+            Handled::Waiting => continue,
+            Handled::TurnOver => return Next::Again,
+            Handled::Close => return Next::Close,
+        }
+        if conn.done_reading {
+            continue;
+        }
+        if !conn.readable {
+            return Next::Wait;
+        }
+        if !read_more(conn) {
+            conn.done_reading = true;
+        }
+    }
+}
+
+/// Unsent bytes at which a connection stops being read: while unread
+/// replies are over their limit, any.
+fn stop_reading_at(conn: &Conn) -> usize {
+    match conn.shared.unsent().is_over() {
+        true => 1,
+        false => STOP_READING_BYTES,
+    }
+}
+
+/// Polls what the connection waits for, if anything: `None` once it can
+/// go on, else what the loop does meanwhile.
+fn poll_wait(conn: &mut Conn, token: u64, inbox: &Arc<Inbox>) -> Option<Next> {
+    let wait = conn.wait.as_mut()?;
+    let waker = Waker::from(Arc::new(ConnectionWaker {
+        inbox: inbox.clone(),
+        token,
+    }));
+    let mut cx = Context::from_waker(&waker);
+    let ready = match wait {
+        Wait::Slot(f) => match f.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(slot)) => {
+                conn.slot = Some(slot);
+                true
+            }
+            Poll::Ready(Err(_)) => return Some(Next::Close),
+            Poll::Pending => false,
+        },
+        Wait::Room(f) | Wait::Answered(f) => f.as_mut().poll(&mut cx).is_ready(),
+    };
+    if !ready {
+        return Some(Next::Wait);
+    }
+    let answered = matches!(conn.wait.take(), Some(Wait::Answered(_)));
+    if answered {
+        // Every deferred answer is handed over: the rest waits for the
+        // socket to take what is unsent.
+        return Some(match conn.shared.pending() {
+            0 => shut_and_close(conn),
+            _ => Next::Wait,
+        });
+    }
+    None
+}
+
+/// A connection that reads no more: answers still owed by the database
+/// are sent if the peer reads them (every in-flight slot back means every
+/// deferred answer was handed over), then what waits unsent goes, and the
+/// client reads end of stream.
+fn finish(conn: &mut Conn, token: u64, inbox: &Arc<Inbox>) -> Next {
+    conn.slot = None;
+    // A client gone for good is found out by writing to it: no event may
+    // come to tell.
+    if conn.shared.flush() == Flushed::Broken {
+        return Next::Close;
+    }
+    if conn.slots.available_permits() < MAX_IN_FLIGHT {
+        let slots = conn.slots.clone();
+        conn.wait = Some(Wait::Answered(Box::pin(async move {
+            let _ = slots.acquire_many(MAX_IN_FLIGHT as u32).await;
+        })));
+        return poll_wait(conn, token, inbox).unwrap_or(Next::Wait);
+    }
+    match conn.shared.pending() {
+        0 => shut_and_close(conn),
+        _ => Next::Wait,
+    }
+}
+
+fn shut_and_close(conn: &Conn) -> Next {
+    conn.shared.shut_down(libc::SHUT_WR);
+    Next::Close
+}
+
+/// Reads more of the connection; false at end of stream or on error.
+fn read_more(conn: &mut Conn) -> bool {
+    let buf = &mut conn.inbuf;
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    loop {
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: the kernel only writes into the spare capacity, and
+        // `set_len` below covers only what it wrote.
+        let read = unsafe {
+            libc::read(
+                conn.shared.stream().as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                spare.len(),
+            )
+        };
+        if read > 0 {
+            // SAFETY: `read` bytes past the length were just written.
+            unsafe { buf.set_len(buf.len() + read as usize) };
+            if conn.open.0.idle_timeout.is_some() {
+                conn.last_busy = Instant::now();
+            }
+            return true;
+        }
+        if read == 0 {
+            return false;
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock => {
+                conn.readable = false;
+                return true;
+            }
+            io::ErrorKind::Interrupted => continue,
+            _ => {
+                log::debug!("closing tcp connection: read failed: {e}");
+                return false;
+            }
+        }
+    }
+}
+
+/// Handles every whole frame read so far, in order.
+fn handle_buffered(conn: &mut Conn, out: &mut Vec<u8>) -> Handled {
+    if conn.inbuf.is_empty() {
+        return Handled::All;
+    }
+    let engine = &conn.engine;
+    let mut used = 0;
+    let mut handled = Handled::All;
+    loop {
+        let total = match next_frame(&conn.inbuf[used..], MAX_MSG_SIZE) {
+            Ok(Some(total)) => total,
+            Ok(None) => break,
+            Err(e) => {
+                if let FrameError::ShorterThanHeader(_) = e {
+                    engine.stats.inc(Counter::MsgTcp);
+                    engine.stats.inc(Counter::NetBrokenReq);
+                }
+                log::debug!("closing tcp connection: {e}");
+                conn.done_reading = true;
+                break;
+            }
+        };
+        if conn.slot.is_none() {
+            match conn.slots.clone().try_acquire_owned() {
+                Ok(p) => conn.slot = Some(p),
+                Err(_) => {
+                    // Too much waits on the database: the client has what
+                    // is answered, then waits for a slot.
+                    let slots = conn.slots.clone();
+                    conn.wait = Some(Wait::Slot(Box::pin(slots.acquire_owned())));
+                    handled = Handled::Waiting;
+                    break;
+                }
+            }
+        }
+        engine.stats.inc(Counter::MsgTcp);
+        let msg = &conn.inbuf[used + TCP_PREFIX_LEN..used + total];
+        let mut link = TcpLink {
+            conn: &conn.shared,
+            slot: &mut conn.slot,
+            queued: false,
+        };
+        let disposition = engine.handle(msg, &mut link, out);
+        let queued = link.queued;
+        used += total;
+        if disposition == Disposition::Close {
+            conn.done_reading = true;
+            break;
+        }
+        // Replies past the threshold go out before more requests are
+        // taken; then the thread's other connections have their turn, so
+        // that a long pipeline of large answers does not hold them up.
+        if out.len() >= conn.shared.unsent().turn_bytes() {
+            handled = Handled::TurnOver;
+            break;
+        }
+        // This client added to a database queue over budget: it waits for
+        // the queue to drain (its answers so far are sent first). Clients
+        // that queue nothing go on.
+        if queued && engine.db.budget().is_spent() {
+            let engine = engine.clone();
+            conn.wait = Some(Wait::Room(Box::pin(async move {
+                engine.db.budget().wait_for_room().await;
+            })));
+            handled = Handled::Waiting;
+            break;
+        }
+    }
+    conn.inbuf.drain(..used);
+    if !out.is_empty() {
+        let sent = conn.shared.send(out, None);
+        out.clear();
+        release_if_large(out);
+        if !sent {
+            return Handled::Close;
+        }
+    }
+    handled
+}
