@@ -657,3 +657,157 @@ fn handle_buffered(conn: &mut Conn, out: &mut Vec<u8>) -> Handled {
     }
     handled
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Limits, TURN_REPLY_BYTES};
+    use super::*;
+    use crate::backend::NullBackend;
+    use crate::cache::Cache;
+    use crate::dbqueue::{DbQueue, Shared, WriteHealth};
+    use crate::groupcommit::Durability;
+    use crate::reply::Modes;
+    use crate::stats::Stats;
+    use crate::throttle::EverySecond;
+    use nmdb_proto::{Reply, Request, FLAGS_CACHE_ONLY};
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+
+    fn engine() -> Arc<Engine> {
+        let cache = Arc::new(Cache::new(1024));
+        let stats = Arc::new(Stats::default());
+        let modes = Arc::new(Modes::default());
+        let shared = Shared {
+            backend: Arc::new(NullBackend),
+            cache: cache.clone(),
+            stats: stats.clone(),
+            modes: modes.clone(),
+            cache_fill: true,
+            health: Arc::new(WriteHealth::default()),
+            durability: Durability::Disk,
+        };
+        Arc::new(Engine {
+            cache,
+            db: DbQueue::start(shared, 1, 1 << 20).unwrap(),
+            stats,
+            modes,
+            cache_fill: true,
+            queue_full_log: EverySecond::default(),
+            latency: None,
+        })
+    }
+
+    /// A connection as a loop holds it, and its client's end.
+    fn connection() -> (Conn, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let limits = Arc::new(Limits::new(10, None, 1 << 30));
+        limits
+            .open
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let conn = Conn {
+            shared: Arc::new(Connection::new(server, limits.unsent.clone())),
+            engine: engine(),
+            open: OpenConnection(limits),
+            inbuf: Vec::new(),
+            readable: true,
+            done_reading: false,
+            slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            slot: None,
+            wait: None,
+            last_busy: Instant::now(),
+        };
+        (conn, client)
+    }
+
+    /// The ids of every reply sent so far: the client reads while the
+    /// connection sends what its socket did not take at once.
+    fn replies_sent(conn: &Conn, client: &mut TcpStream, buf: &mut Vec<u8>) -> Vec<u32> {
+        let mut ids = replies_now(client, buf);
+        while conn.shared.pending() > 0 {
+            conn.shared.flush();
+            ids.extend(replies_now(client, buf));
+        }
+        ids
+    }
+
+    /// The ids of the whole replies `client` has been sent so far.
+    fn replies_now(client: &mut TcpStream, buf: &mut Vec<u8>) -> Vec<u32> {
+        client.set_nonblocking(true).unwrap();
+        let mut chunk = [0u8; 65536];
+        loop {
+            match client.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let mut ids = Vec::new();
+        while let Ok(Some(total)) = next_frame(buf, MAX_MSG_SIZE) {
+            ids.push(Reply::parse(&buf[TCP_PREFIX_LEN..total]).unwrap().id);
+            buf.drain(..total);
+        }
+        ids
+    }
+
+    #[test]
+    fn a_turn_ends_after_its_share_of_answers_and_the_rest_follow_in_order() {
+        let (mut conn, mut client) = connection();
+        let inbox = EventLoop::new().unwrap().inbox().clone();
+        let value = vec![b'v'; 10_000];
+        let mut requests = Vec::new();
+        let set = Request::Set {
+            key: b"k",
+            value: &value,
+        };
+        set.encode_framed(0, FLAGS_CACHE_ONLY, &mut requests);
+        const GETS: u32 = 20;
+        for id in 1..=GETS {
+            Request::Get { key: b"k" }.encode_framed(id, FLAGS_CACHE_ONLY, &mut requests);
+        }
+        client.write_all(&requests).unwrap();
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+
+        // 200 KB of answers: the first turn ends past TURN_REPLY_BYTES.
+        assert_eq!(serve(&mut conn, 1, &inbox, &mut out), Next::Again);
+        let first = replies_sent(&conn, &mut client, &mut buf);
+        let sent = (first.len() - 1) * value.len();
+        assert!(
+            sent >= TURN_REPLY_BYTES && sent < TURN_REPLY_BYTES + value.len(),
+            "{} answers in the first turn",
+            first.len()
+        );
+        let mut all = first;
+        while serve(&mut conn, 1, &inbox, &mut out) == Next::Again {
+            all.extend(replies_sent(&conn, &mut client, &mut buf));
+        }
+        all.extend(replies_sent(&conn, &mut client, &mut buf));
+        assert_eq!(all, (0..=GETS).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn serving_a_half_closed_client_answers_it_then_shuts_the_socket_and_ends() {
+        let (mut conn, mut client) = connection();
+        let inbox = EventLoop::new().unwrap().inbox().clone();
+        let mut requests = Vec::new();
+        for id in 0..3 {
+            Request::Get { key: b"absent" }.encode_framed(id, FLAGS_CACHE_ONLY, &mut requests);
+        }
+        client.write_all(&requests).unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(serve(&mut conn, 1, &inbox, &mut out), Next::Close);
+        let mut buf = Vec::new();
+        assert_eq!(replies_now(&mut client, &mut buf), [0, 1, 2]);
+        // The server shut its side: end of stream, not a wait.
+        client.set_nonblocking(false).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(client.read(&mut [0u8; 16]).map_err(|e| e.kind()), Ok(0));
+    }
+}
