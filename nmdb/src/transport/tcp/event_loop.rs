@@ -363,7 +363,18 @@ impl EventLoop {
 
     fn serve_index(&mut self, token: u64, index: usize) {
         let conn = &mut self.conns[index].as_mut().expect("indexed").1;
-        match serve(conn, token, &self.inbox, &mut self.out) {
+        let (inbox, out) = (&self.inbox, &mut self.out);
+        // A request that panics costs its connection, not the thread and
+        // every other connection it serves.
+        let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            serve(conn, token, inbox, out)
+        }))
+        .unwrap_or_else(|_| {
+            log::error!("serving a tcp connection panicked: closing it");
+            out.clear();
+            Next::Close
+        });
+        match next {
             Next::Wait => {}
             Next::Again => self.again.push_back(token),
             Next::Close => self.close(index),
