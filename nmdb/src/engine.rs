@@ -378,7 +378,7 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::backend::{FakeBackend, WriteOp};
-    use crate::dbqueue::{Shared, WriteHealth};
+    use crate::dbqueue::WriteHealth;
     use crate::groupcommit::Durability;
     use crate::reply::{collected_frames, StreamSend, STREAM_SHAPE};
     use nmdb_proto::{Reply, FLAGS_CACHE_ONLY, FLAGS_SYNC};
@@ -419,27 +419,7 @@ mod tests {
         durability: Durability,
         health: Arc<WriteHealth>,
     ) -> Engine {
-        let cache = Arc::new(Cache::new(1024));
-        let stats = Arc::new(Stats::default());
-        let modes = Arc::new(Modes::default());
-        let shared = Shared {
-            backend,
-            cache: cache.clone(),
-            stats: stats.clone(),
-            modes: modes.clone(),
-            cache_fill: true,
-            health,
-            durability,
-        };
-        Engine {
-            cache,
-            db: DbQueue::start(shared, 2, 1 << 20).unwrap(),
-            stats,
-            modes,
-            cache_fill: true,
-            queue_full_log: EverySecond::default(),
-            latency: None,
-        }
+        crate::testing::engine_with(backend, durability, health)
     }
 
     /// Sends `req` as request 7 with `flags`; the answer, and whether it

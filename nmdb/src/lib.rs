@@ -36,5 +36,8 @@ pub mod throttle;
 pub mod transport;
 pub mod workqueue;
 
+#[cfg(test)]
+mod testing;
+
 pub use config::Config;
 pub use server::{LocalAddrs, Server, StartError};

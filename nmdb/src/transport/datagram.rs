@@ -350,6 +350,42 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{engine_on, PanickingBackend, PANIC_KEY};
+    use nmdb_proto::{Reply, Request, FLAGS_CACHE_ONLY};
+    use std::time::Duration;
+
+    #[test]
+    fn a_request_that_panics_is_dropped_and_every_receiver_goes_on() {
+        let (socket, addr) = super::super::udp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let socket = Arc::new(socket);
+        let engine = engine_on(Arc::new(PanickingBackend));
+        let stop = Arc::new(AtomicBool::new(false));
+        let receivers = spawn(socket.clone(), engine, stop.clone()).unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reply = [0u8; 64];
+        // Without the receivers going on, each round would end one of
+        // them, and a later round's answer would never come.
+        for id in 0..2 * receivers.len() as u32 {
+            let mut msg = Vec::new();
+            Request::Get { key: PANIC_KEY }.encode(id, 0, &mut msg);
+            client.send_to(&msg, addr).unwrap();
+            msg.clear();
+            Request::Get { key: b"k" }.encode(id, FLAGS_CACHE_ONLY, &mut msg);
+            client.send_to(&msg, addr).unwrap();
+            let n = client
+                .recv(&mut reply)
+                .expect("the answer to a later request");
+            assert_eq!(Reply::parse(&reply[..n]).unwrap().id, id);
+        }
+        stop.store(true, Ordering::Relaxed);
+        socket.stop_receiving().unwrap();
+        for r in receivers {
+            r.join().unwrap();
+        }
+    }
 
     #[test]
     fn udp_and_tipc_get_a_receive_thread_per_core_and_sctp_one() {

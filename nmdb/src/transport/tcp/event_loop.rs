@@ -674,54 +674,52 @@ mod tests {
     use super::super::{Limits, TURN_REPLY_BYTES};
     use super::*;
     use crate::backend::NullBackend;
-    use crate::cache::Cache;
-    use crate::dbqueue::{DbQueue, Shared, WriteHealth};
-    use crate::groupcommit::Durability;
-    use crate::reply::Modes;
-    use crate::stats::Stats;
-    use crate::throttle::EverySecond;
+    use crate::testing::{engine_on, PanickingBackend, PANIC_KEY};
     use nmdb_proto::{Reply, Request, FLAGS_CACHE_ONLY};
     use std::io::{Read, Write};
     use std::net::{Shutdown, TcpListener, TcpStream};
 
-    fn engine() -> Arc<Engine> {
-        let cache = Arc::new(Cache::new(1024));
-        let stats = Arc::new(Stats::default());
-        let modes = Arc::new(Modes::default());
-        let shared = Shared {
-            backend: Arc::new(NullBackend),
-            cache: cache.clone(),
-            stats: stats.clone(),
-            modes: modes.clone(),
-            cache_fill: true,
-            health: Arc::new(WriteHealth::default()),
-            durability: Durability::Disk,
-        };
-        Arc::new(Engine {
-            cache,
-            db: DbQueue::start(shared, 1, 1 << 20).unwrap(),
-            stats,
-            modes,
-            cache_fill: true,
-            queue_full_log: EverySecond::default(),
-            latency: None,
-        })
-    }
-
-    /// A connection as a loop holds it, and its client's end.
-    fn connection() -> (Conn, TcpStream) {
+    /// A connected pair: the server's end, non-blocking, and the client's.
+    fn socket_pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
         server.set_nonblocking(true).unwrap();
-        let limits = Arc::new(Limits::new(10, None, 1 << 30));
+        (server, client)
+    }
+
+    /// A connection counted open in `limits`, for `engine`.
+    fn new_connection(
+        stream: TcpStream,
+        engine: &Arc<Engine>,
+        limits: &Arc<Limits>,
+    ) -> NewConnection {
         limits
             .open
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        NewConnection {
+            stream,
+            engine: engine.clone(),
+            open: OpenConnection(limits.clone()),
+        }
+    }
+
+    fn limits() -> Arc<Limits> {
+        Arc::new(Limits::new(10, None, 1 << 30))
+    }
+
+    /// A connection as a loop holds it, and its client's end.
+    fn connection() -> (Conn, TcpStream) {
+        let (server, client) = socket_pair();
+        let NewConnection {
+            stream,
+            engine,
+            open,
+        } = new_connection(server, &engine_on(Arc::new(NullBackend)), &limits());
         let conn = Conn {
-            shared: Arc::new(Connection::new(server, limits.unsent.clone())),
-            engine: engine(),
-            open: OpenConnection(limits),
+            shared: Arc::new(Connection::new(stream, open.0.unsent.clone())),
+            engine,
+            open,
             inbuf: Vec::new(),
             readable: true,
             done_reading: false,
@@ -820,5 +818,51 @@ mod tests {
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         assert_eq!(client.read(&mut [0u8; 16]).map_err(|e| e.kind()), Ok(0));
+    }
+
+    #[test]
+    fn a_request_that_panics_closes_its_connection_and_the_loop_serves_the_others() {
+        let engine = engine_on(Arc::new(PanickingBackend));
+        let limits = limits();
+        let mut event_loop = EventLoop::new().unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..2 {
+            let (server, client) = socket_pair();
+            event_loop.add(new_connection(server, &engine, &limits));
+            clients.push(client);
+        }
+        let token = |event_loop: &EventLoop, index: usize| {
+            let generation = event_loop.conns[index].as_ref().unwrap().0;
+            (u64::from(generation) << 32) | index as u64
+        };
+        let readable = |token| Event {
+            token,
+            readable: true,
+            writable: false,
+        };
+        let (first, second) = (token(&event_loop, 0), token(&event_loop, 1));
+
+        // A database read the backend panics on, made on the loop's thread.
+        let mut request = Vec::new();
+        Request::Get { key: PANIC_KEY }.encode_framed(1, 0, &mut request);
+        clients[0].write_all(&request).unwrap();
+        event_loop.on_socket(first, readable(first));
+        assert!(event_loop.conns[0].is_none(), "the connection is closed");
+        let mut buf = Vec::new();
+        clients[0]
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(
+            clients[0].read_to_end(&mut buf).map_err(|e| e.kind()),
+            Ok(0)
+        );
+
+        // The loop serves its other connection as before.
+        request.clear();
+        Request::Get { key: b"k" }.encode_framed(2, FLAGS_CACHE_ONLY, &mut request);
+        clients[1].write_all(&request).unwrap();
+        event_loop.on_socket(second, readable(second));
+        assert_eq!(replies_now(&mut clients[1], &mut buf), [2]);
+        assert_eq!(limits.open_connections(), 1);
     }
 }
