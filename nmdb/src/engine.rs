@@ -37,9 +37,9 @@ pub trait Link {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
     Continue,
-    /// The peer speaks another protocol version: a stream transport closes
-    /// the connection (after sending what is in its buffer), as the
-    /// original does.
+    /// The peer speaks another protocol version, or handling its request
+    /// panicked: a stream transport closes the connection (after sending
+    /// what is in its buffer), as the original does for the former.
     Close,
 }
 
@@ -95,7 +95,25 @@ impl Out<'_> {
 
 impl Engine {
     /// Handles one whole message.
+    ///
+    /// A request whose handling panics (a bug) is dropped with whatever
+    /// part of its answer was written, and the transport told to close: a
+    /// stream connection ends, a datagram receiver goes on, and the thread
+    /// keeps serving everyone else. (A cache stripe it held is released as
+    /// the panic unwinds; parking_lot's locks are not poisoned.)
     pub fn handle(&self, msg: &[u8], link: &mut dyn Link, out: &mut Vec<u8>) -> Disposition {
+        let start = out.len();
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.handle_message(msg, link, out)
+        }));
+        handled.unwrap_or_else(|_| {
+            log::error!("handling a request panicked: dropped it (a tcp connection is closed)");
+            out.truncate(start);
+            Disposition::Close
+        })
+    }
+
+    fn handle_message(&self, msg: &[u8], link: &mut dyn Link, out: &mut Vec<u8>) -> Disposition {
         let mut out = Out {
             buf: out,
             shape: link.shape(),

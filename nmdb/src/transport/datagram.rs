@@ -315,19 +315,8 @@ fn serve_message(
     }
     let start = replies.buffer().len();
     let mut link = DatagramLink { socket, peer };
-    // A request that panics is dropped; the receiver goes on serving
-    // everyone else.
-    let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        engine.handle(bytes, &mut link, replies.buffer());
-    }));
-    if handled.is_err() {
-        log::error!(
-            "{}: serving a request from {peer:?} panicked: dropped it",
-            socket.kind.name()
-        );
-        replies.buffer().truncate(start);
-        return;
-    }
+    // A datagram has no connection to close: the disposition is moot.
+    engine.handle(bytes, &mut link, replies.buffer());
     replies.mark(start, peer.addr, peer.via);
 }
 

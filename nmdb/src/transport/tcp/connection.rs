@@ -39,17 +39,6 @@ pub struct Connection {
     unsent: Arc<UnsentReplies>,
 }
 
-/// What a [`Connection::flush`] did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Flushed {
-    /// Nothing waited, or the socket took none of it.
-    Nothing,
-    /// The socket took some or all of what waited.
-    Some,
-    /// The connection is broken.
-    Broken,
-}
-
 impl StreamSend for Connection {
     fn send_frame(&self, frame: &[u8], slot: OwnedSemaphorePermit) {
         self.send(frame, Some(slot));
@@ -104,28 +93,21 @@ impl Connection {
         true
     }
 
-    /// Sends what waits, as much as the socket takes now.
-    pub fn flush(&self) -> Flushed {
+    /// Sends what waits, as much as the socket takes now; false once the
+    /// connection is broken.
+    pub fn flush(&self) -> bool {
         if self.pending_bytes.load(Ordering::Acquire) == 0 {
-            return match self.is_broken() {
-                true => Flushed::Broken,
-                false => Flushed::Nothing,
-            };
+            return !self.is_broken();
         }
         let mut out = self.out.lock();
         if self.is_broken() {
-            return Flushed::Broken;
+            return false;
         }
         let n = match write_what_fits(&self.stream, &out.pending) {
+            Ok(0) => return true,
             Ok(n) => n,
-            Err(why) => {
-                self.break_off(&mut out, &why);
-                return Flushed::Broken;
-            }
+            Err(why) => return self.break_off(&mut out, &why),
         };
-        if n == 0 {
-            return Flushed::Nothing;
-        }
         out.pending.drain(..n);
         self.unsent.remove(n);
         if out.pending.is_empty() {
@@ -137,7 +119,7 @@ impl Connection {
         }
         self.pending_bytes
             .store(out.pending.len(), Ordering::Release);
-        Flushed::Some
+        true
     }
 
     /// Bytes waiting unsent.

@@ -16,7 +16,7 @@
 //! that stopped reading while unread replies are over their limit) are
 //! checked on a coarse tick that runs only while there is one to check.
 
-use super::connection::{release_if_large, Connection, Flushed};
+use super::connection::{release_if_large, Connection};
 use super::{OpenConnection, UnsentReplies, MAX_IN_FLIGHT, READ_CHUNK, STOP_READING_BYTES};
 use crate::engine::{Disposition, Engine, Link};
 use crate::poller::{Event, Poller, Ticker, Wake};
@@ -132,6 +132,9 @@ struct Conn {
     /// A slot held for the next request.
     slot: Option<OwnedSemaphorePermit>,
     wait: Option<Wait>,
+    /// Hands this connection back to its loop when what it waits for is
+    /// ready: made at its first wait, kept for the next ones.
+    waker: Option<Waker>,
     /// When the client last sent something or last had a request in
     /// flight (only with an idle timeout).
     last_busy: Instant,
@@ -312,6 +315,7 @@ impl EventLoop {
             slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             slot: None,
             wait: None,
+            waker: None,
             last_busy: Instant::now(),
         };
         let index = self.free.pop().unwrap_or_else(|| {
@@ -349,7 +353,7 @@ impl EventLoop {
         if event.readable {
             conn.readable = true;
         }
-        if event.writable && conn.shared.flush() == Flushed::Broken {
+        if event.writable && !conn.shared.flush() {
             self.close(index);
             return;
         }
@@ -364,18 +368,7 @@ impl EventLoop {
 
     fn serve_index(&mut self, token: u64, index: usize) {
         let conn = &mut self.conns[index].as_mut().expect("indexed").1;
-        let (inbox, out) = (&self.inbox, &mut self.out);
-        // A request that panics costs its connection, not the thread and
-        // every other connection it serves.
-        let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            serve(conn, token, inbox, out)
-        }))
-        .unwrap_or_else(|_| {
-            log::error!("serving a tcp connection panicked: closing it");
-            out.clear();
-            Next::Close
-        });
-        match next {
+        match serve(conn, token, &self.inbox, &mut self.out) {
             Next::Wait => {}
             Next::Again => self.again.push_back(token),
             Next::Close => self.close(index),
@@ -487,11 +480,13 @@ fn stop_reading_at(conn: &Conn) -> usize {
 /// go on, else what the loop does meanwhile.
 fn poll_wait(conn: &mut Conn, token: u64, inbox: &Arc<Inbox>) -> Option<Next> {
     let wait = conn.wait.as_mut()?;
-    let waker = Waker::from(Arc::new(ConnectionWaker {
-        inbox: inbox.clone(),
-        token,
-    }));
-    let mut cx = Context::from_waker(&waker);
+    let waker = conn.waker.get_or_insert_with(|| {
+        Waker::from(Arc::new(ConnectionWaker {
+            inbox: inbox.clone(),
+            token,
+        }))
+    });
+    let mut cx = Context::from_waker(waker);
     let ready = match wait {
         Wait::Slot(f) => match f.as_mut().poll(&mut cx) {
             Poll::Ready(Ok(slot)) => {
@@ -526,7 +521,7 @@ fn finish(conn: &mut Conn, token: u64, inbox: &Arc<Inbox>) -> Next {
     conn.slot = None;
     // A client gone for good is found out by writing to it: no event may
     // come to tell.
-    if conn.shared.flush() == Flushed::Broken {
+    if !conn.shared.flush() {
         return Next::Close;
     }
     if conn.slots.available_permits() < MAX_IN_FLIGHT {
@@ -727,6 +722,7 @@ mod tests {
             slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             slot: None,
             wait: None,
+            waker: None,
             last_busy: Instant::now(),
         };
         (conn, client)

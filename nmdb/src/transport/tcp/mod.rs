@@ -140,12 +140,10 @@ impl UnsentReplies {
         }
     }
 
-    /// Wakes `inbox`'s loop whenever the limit is passed (once per loop).
+    /// Wakes `inbox`'s loop whenever the limit is passed; each loop asks
+    /// once.
     fn watch(&self, inbox: &Arc<event_loop::Inbox>) {
-        let mut watchers = self.watchers.lock();
-        if !watchers.iter().any(|w| Arc::ptr_eq(w, inbox)) {
-            watchers.push(inbox.clone());
-        }
+        self.watchers.lock().push(inbox.clone());
     }
 
     fn add(&self, bytes: usize) {
