@@ -140,6 +140,29 @@ struct Conn {
     last_busy: Instant,
 }
 
+impl Conn {
+    fn new(new: NewConnection) -> Self {
+        let NewConnection {
+            stream,
+            engine,
+            open,
+        } = new;
+        Conn {
+            shared: Arc::new(Connection::new(stream, open.0.unsent.clone())),
+            engine,
+            open,
+            inbuf: Vec::with_capacity(READ_CHUNK),
+            readable: false,
+            done_reading: false,
+            slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            slot: None,
+            wait: None,
+            waker: None,
+            last_busy: Instant::now(),
+        }
+    }
+}
+
 /// What the loop does with a connection after serving it.
 #[derive(Debug, PartialEq, Eq)]
 enum Next {
@@ -293,31 +316,14 @@ impl EventLoop {
     }
 
     fn add(&mut self, new: NewConnection) {
-        let NewConnection {
-            stream,
-            engine,
-            open,
-        } = new;
-        let _ = stream.set_nodelay(true);
-        let unsent = open.0.unsent.clone();
-        if !self.watched.iter().any(|u| Arc::ptr_eq(u, &unsent)) {
+        let _ = new.stream.set_nodelay(true);
+        let unsent = &new.open.0.unsent;
+        if !self.watched.iter().any(|u| Arc::ptr_eq(u, unsent)) {
             unsent.watch(&self.inbox);
             self.watched.push(unsent.clone());
         }
-        let timed = open.0.idle_timeout.is_some();
-        let conn = Conn {
-            shared: Arc::new(Connection::new(stream, unsent)),
-            engine,
-            open,
-            inbuf: Vec::with_capacity(READ_CHUNK),
-            readable: false,
-            done_reading: false,
-            slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-            slot: None,
-            wait: None,
-            waker: None,
-            last_busy: Instant::now(),
-        };
+        let timed = new.open.0.idle_timeout.is_some();
+        let conn = Conn::new(new);
         let index = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1
@@ -707,24 +713,9 @@ mod tests {
     /// A connection as a loop holds it, and its client's end.
     fn connection() -> (Conn, TcpStream) {
         let (server, client) = socket_pair();
-        let NewConnection {
-            stream,
-            engine,
-            open,
-        } = new_connection(server, &engine_on(Arc::new(NullBackend)), &limits());
-        let conn = Conn {
-            shared: Arc::new(Connection::new(stream, open.0.unsent.clone())),
-            engine,
-            open,
-            inbuf: Vec::new(),
-            readable: true,
-            done_reading: false,
-            slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-            slot: None,
-            wait: None,
-            waker: None,
-            last_busy: Instant::now(),
-        };
+        let new = new_connection(server, &engine_on(Arc::new(NullBackend)), &limits());
+        let mut conn = Conn::new(new);
+        conn.readable = true;
         (conn, client)
     }
 
