@@ -36,6 +36,7 @@ use crate::stats::Stats;
 use crate::workqueue::WorkQueue;
 use nmdb_proto::{Answer, Counter, ErrorCode, ReplyCode};
 use parking_lot::Mutex;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -512,7 +513,9 @@ impl Worker {
                 // once the transports are closed).
                 go_on = go_on && self.handle(msg);
             }
-            self.flush();
+            if catch_unwind(AssertUnwindSafe(|| self.flush())).is_err() {
+                self.recover_from_panic("writing a batch");
+            }
             // Applied: later writes on their stripes may skip the queue.
             for claim in self.claims.drain(..) {
                 self.shared.cache.db_done(claim);
@@ -527,23 +530,65 @@ impl Worker {
         }
     }
 
-    /// Handles one message; false when the worker must stop.
+    /// Handles one message; false when the worker must stop. A panic
+    /// under it (a bug) costs only the requests it touched: they are
+    /// answered `ERR_DB` and the worker goes on with the rest of its
+    /// queue, which would otherwise wait forever.
     fn handle(&mut self, msg: Msg) -> bool {
         match msg {
             Msg::Stop => return false,
             Msg::Job(job, cost) => {
                 self.taken += cost;
-                self.claims.push(job.claim);
-                self.execute(job);
+                let Job {
+                    op,
+                    id,
+                    mut reply,
+                    claim,
+                } = job;
+                self.claims.push(claim);
+                let executed = catch_unwind(AssertUnwindSafe(|| self.execute(op, id, &mut reply)));
+                if executed.is_err() {
+                    self.recover_from_panic("executing a request");
+                    self.answer(reply, id, Answer::Error(ErrorCode::Db));
+                }
             }
             Msg::Walk(walk) => {
-                self.flush();
-                if walk.workers_left.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    self.run_walk(&walk);
+                let walked = catch_unwind(AssertUnwindSafe(|| {
+                    self.flush();
+                    if walk.workers_left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        self.run_walk(&walk);
+                    }
+                }));
+                if walked.is_err() {
+                    self.recover_from_panic("walking the keys");
+                    let reply = walk.reply.lock().take();
+                    self.answer(reply, walk.id, Answer::Error(ErrorCode::Db));
                 }
             }
         }
         true
+    }
+
+    /// After a panic: the pending batch may or may not have been written,
+    /// so its writes are dropped and the answers that waited for it say
+    /// `ERR_DB`; what was written before goes on to the group commit.
+    fn recover_from_panic(&mut self, what: &str) {
+        log::error!(
+            "a database worker panicked {what} (a bug: please report it); \
+             the requests of its batch are answered ERR_DB"
+        );
+        if !self.pending.is_empty() {
+            let e = BackendError::Engine(format!("the worker panicked {what}"));
+            self.shared.health.failed(&e, self.pending.len());
+        }
+        self.pending.clear();
+        self.pending_bytes = 0;
+        for w in std::mem::take(&mut self.waiting) {
+            self.answer(Some(w.reply), w.id, Answer::Error(ErrorCode::Db));
+        }
+        if let Some(commit) = &self.commit {
+            commit.submit(&mut self.to_commit);
+        }
     }
 
     fn answer(&mut self, reply: Option<ReplyTo>, id: u32, answer: Answer<'_>) {
@@ -579,8 +624,9 @@ impl Worker {
         }
     }
 
-    fn execute(&mut self, job: Job) {
-        let Job { op, id, reply, .. } = job;
+    /// Applies `op`, taking `reply` once it answers or queues the answer
+    /// (left in place if it panics first).
+    fn execute(&mut self, op: DbOp, id: u32, reply: &mut Option<ReplyTo>) {
         match op {
             DbOp::Get { key, fill } => match self.read(&key) {
                 Ok(Some(value)) => {
@@ -588,13 +634,13 @@ impl Worker {
                     if let (true, Some(ticket)) = (self.shared.cache_fill, fill) {
                         self.shared.cache.fill(ticket, &key, &value);
                     }
-                    self.answer(reply, id, Answer::Data(ReplyCode::Ok, &value));
+                    self.answer(reply.take(), id, Answer::Data(ReplyCode::Ok, &value));
                 }
                 Ok(None) => {
                     self.shared.stats.inc(Counter::DbMisses);
-                    self.answer(reply, id, Answer::Code(ReplyCode::NotIn));
+                    self.answer(reply.take(), id, Answer::Code(ReplyCode::NotIn));
                 }
-                Err(e) => self.failed(reply, id, "get", e),
+                Err(e) => self.failed(reply.take(), id, "get", e),
             },
             DbOp::Set { entry, sync } => {
                 self.queue_write(WriteOp::Put(entry));
@@ -603,41 +649,43 @@ impl Worker {
                 } else {
                     Deferred::Code(ReplyCode::Ok)
                 };
-                self.wait_for_batch(reply, id, answer);
+                self.wait_for_batch(reply.take(), id, answer);
             }
             DbOp::Del { key, sync } if !sync => {
                 self.queue_write(WriteOp::Delete { key });
-                self.wait_for_batch(reply, id, Deferred::Code(ReplyCode::Ok));
+                self.wait_for_batch(reply.take(), id, Deferred::Code(ReplyCode::Ok));
             }
             DbOp::Del { key, .. } => match self.read(&key) {
                 Ok(Some(_)) => {
                     self.queue_write(WriteOp::Delete { key });
-                    self.wait_for_batch(reply, id, Deferred::Durable);
+                    self.wait_for_batch(reply.take(), id, Deferred::Durable);
                 }
-                Ok(None) => self.answer(reply, id, Answer::Code(ReplyCode::NotIn)),
-                Err(e) => self.failed(reply, id, "delete", e),
+                Ok(None) => self.answer(reply.take(), id, Answer::Code(ReplyCode::NotIn)),
+                Err(e) => self.failed(reply.take(), id, "delete", e),
             },
             DbOp::Cas { key, old, new } => match self.read(&key) {
-                Ok(None) => self.answer(reply, id, Answer::Code(ReplyCode::NotIn)),
+                Ok(None) => self.answer(reply.take(), id, Answer::Code(ReplyCode::NotIn)),
                 Ok(Some(stored)) if stored != old => {
-                    self.answer(reply, id, Answer::Code(ReplyCode::NoMatch))
+                    self.answer(reply.take(), id, Answer::Code(ReplyCode::NoMatch))
                 }
                 Ok(Some(_)) => {
                     self.queue_write(WriteOp::new(&key, Some(&new)));
-                    self.wait_for_batch(reply, id, Deferred::Code(ReplyCode::Ok));
+                    self.wait_for_batch(reply.take(), id, Deferred::Code(ReplyCode::Ok));
                 }
-                Err(e) => self.failed(reply, id, "cas", e),
+                Err(e) => self.failed(reply.take(), id, "cas", e),
             },
             DbOp::Incr { key, delta } => match self.read(&key) {
-                Ok(None) => self.answer(reply, id, Answer::Code(ReplyCode::NotIn)),
+                Ok(None) => self.answer(reply.take(), id, Answer::Code(ReplyCode::NotIn)),
                 Ok(Some(mut value)) => match incr::increment(&mut value, delta) {
                     Ok(n) => {
                         self.queue_write(WriteOp::new(&key, Some(&value)));
-                        self.wait_for_batch(reply, id, Deferred::Incr(n));
+                        self.wait_for_batch(reply.take(), id, Deferred::Incr(n));
                     }
-                    Err(NotANumber) => self.answer(reply, id, Answer::Code(ReplyCode::NoMatch)),
+                    Err(NotANumber) => {
+                        self.answer(reply.take(), id, Answer::Code(ReplyCode::NoMatch))
+                    }
                 },
-                Err(e) => self.failed(reply, id, "incr", e),
+                Err(e) => self.failed(reply.take(), id, "incr", e),
             },
         }
     }

@@ -454,6 +454,22 @@ mod tests {
         req: Request<'_>,
         flags: u16,
     ) -> (ReplyCode, Vec<u8>, bool) {
+        let (frame, at_once) = reply_frame(engine, req, flags);
+        let reply = Reply::parse(&frame[4..]).unwrap();
+        let code = reply.reply_code().expect("a reply code");
+        let data = reply.data().map(<[u8]>::to_vec).unwrap_or_default();
+        (code, data, at_once)
+    }
+
+    /// The error code `req` is answered with.
+    fn error_of(engine: &Engine, req: Request<'_>) -> u32 {
+        let (frame, _) = reply_frame(engine, req, 0);
+        let reply = Reply::parse(&frame[4..]).unwrap();
+        reply.error_code().expect("an error")
+    }
+
+    /// The framed reply to `req`, and whether it came at once.
+    fn reply_frame(engine: &Engine, req: Request<'_>, flags: u16) -> (Vec<u8>, bool) {
         let (conn, frames) = collected_frames();
         let mut link = TestLink {
             conn,
@@ -463,7 +479,7 @@ mod tests {
         req.encode(7, flags, &mut msg);
         let mut out = Vec::new();
         engine.handle(&msg, &mut link, &mut out);
-        let (frame, at_once) = match out.is_empty() {
+        match out.is_empty() {
             false => (out, true),
             true => (
                 frames
@@ -471,11 +487,7 @@ mod tests {
                     .expect("no answer"),
                 false,
             ),
-        };
-        let reply = Reply::parse(&frame[4..]).unwrap();
-        let code = reply.reply_code().expect("a reply code");
-        let data = reply.data().map(<[u8]>::to_vec).unwrap_or_default();
-        (code, data, at_once)
+        }
     }
 
     #[test]
@@ -608,6 +620,27 @@ mod tests {
             answer_with_data(&engine, get, 0),
             (ReplyCode::Ok, b"stored".to_vec(), false)
         );
+        engine.db.shutdown();
+    }
+
+    #[test]
+    fn a_request_that_panics_in_a_database_worker_is_answered_err_db_and_the_worker_goes_on() {
+        // Reads that need the disk go to the key's worker; this one panics
+        // there. Each time the same worker must answer: it lives on.
+        let backend = Arc::new(FakeBackend {
+            reads_need_disk: true,
+            panic_key: Some(crate::testing::PANIC_KEY),
+            ..FakeBackend::default()
+        });
+        let engine = engine_on(backend, Durability::Process);
+        let get = Request::Get {
+            key: crate::testing::PANIC_KEY,
+        };
+        for _ in 0..3 {
+            assert_eq!(error_of(&engine, get), ErrorCode::Db as u32);
+        }
+        let other = Request::Get { key: b"other" };
+        assert_eq!(answer_of(&engine, other, 0), (ReplyCode::NotIn, false));
         engine.db.shutdown();
     }
 

@@ -409,6 +409,27 @@ mod tests {
     }
 
     #[test]
+    fn an_fsync_that_panics_is_answered_err_db_and_the_committer_goes_on() {
+        let disk = crate::backend::Guarded(FakeBackend {
+            fsync_panics: true,
+            ..FakeBackend::default()
+        });
+        let commit = GroupCommit::start(
+            Arc::new(disk),
+            Arc::new(Modes::default()),
+            Arc::new(WriteHealth::default()),
+        )
+        .unwrap();
+        for _ in 0..2 {
+            let (mut waiting, mut rx) = replies(2);
+            commit.submit(&mut waiting);
+            let got = answers(&mut rx, 2);
+            assert_eq!(got, [Err(ErrorCode::Db as u32); 2]);
+        }
+        commit.shutdown();
+    }
+
+    #[test]
     fn shutdown_answers_what_was_submitted() {
         let (commit, disk) = start(false);
         let (mut waiting, mut rx) = replies(5);

@@ -6,9 +6,11 @@
 //! one engine write (and, for synchronous requests, one fsync) serves many
 //! requests.
 
+mod guarded;
 mod null;
 mod rocks;
 
+pub use guarded::Guarded;
 pub use null::NullBackend;
 pub use rocks::RocksBackend;
 
@@ -219,11 +221,12 @@ impl BackendKind {
 
     /// Opens (creating when missing) the database at `path`;
     /// `for_sync_writes` when synchronous writes wait for the disk
-    /// (`--durability disk`), whose fsyncs a backend may prepare for.
+    /// (`--durability disk`), whose fsyncs a backend may prepare for. Its
+    /// panics come back as errors ([`Guarded`]).
     pub fn open(self, path: &Path, for_sync_writes: bool) -> BackendResult<Box<dyn Backend>> {
         Ok(match self {
-            Self::Rocksdb => Box::new(RocksBackend::open(path, for_sync_writes)?),
-            Self::Null => Box::new(NullBackend),
+            Self::Rocksdb => Box::new(Guarded(RocksBackend::open(path, for_sync_writes)?)),
+            Self::Null => Box::new(Guarded(NullBackend)),
         })
     }
 }
@@ -327,8 +330,8 @@ pub(crate) mod conformance {
 }
 
 /// A backend for the unit tests of what sits on top of one: it remembers
-/// what was written, and can be slow to make writes durable, fail at it,
-/// or be in a write stall.
+/// what was written, and can be slow to make writes durable, fail or
+/// panic at it, be in a write stall, or panic reading a key.
 #[cfg(test)]
 #[derive(Default)]
 pub(crate) struct FakeBackend {
@@ -343,6 +346,10 @@ pub(crate) struct FakeBackend {
     pub stalled: bool,
     /// [`Backend::get_without_waiting`] cannot tell without the disk.
     pub reads_need_disk: bool,
+    /// [`Backend::make_durable`] panics.
+    pub fsync_panics: bool,
+    /// [`Backend::get`] of this key panics.
+    pub panic_key: Option<&'static [u8]>,
     /// Calls of [`Backend::make_durable`] so far.
     pub fsyncs: std::sync::atomic::AtomicUsize,
 }
@@ -351,6 +358,7 @@ pub(crate) struct FakeBackend {
 impl Backend for FakeBackend {
     /// The value of the last write of `key`.
     fn get(&self, key: &[u8]) -> BackendResult<Option<Vec<u8>>> {
+        assert_ne!(self.panic_key, Some(key), "a read that panics, on purpose");
         let written = self.written.lock();
         let last = written
             .iter()
@@ -371,6 +379,7 @@ impl Backend for FakeBackend {
 
     fn make_durable(&self) -> BackendResult<()> {
         std::thread::sleep(self.fsync_time);
+        assert!(!self.fsync_panics, "an fsync that panics, on purpose");
         self.fsyncs
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         match self.fsync_fails {
