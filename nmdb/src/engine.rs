@@ -414,11 +414,10 @@ mod tests {
             STREAM_SHAPE
         }
         fn defer(&mut self) -> ReplyTo {
-            ReplyTo::Stream {
-                conn: self.conn.clone(),
-                slot: self.slots.clone().try_acquire_owned().unwrap(),
-                timer: None,
-            }
+            ReplyTo::stream(
+                self.conn.clone(),
+                self.slots.clone().try_acquire_owned().unwrap(),
+            )
         }
         fn pauses_when_queue_full(&self) -> bool {
             true

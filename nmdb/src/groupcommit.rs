@@ -317,11 +317,7 @@ mod tests {
         let replies = (0..n as u32)
             .map(|id| SyncReply {
                 id,
-                reply: ReplyTo::Stream {
-                    conn: conn.clone(),
-                    slot: slots.clone().try_acquire_owned().unwrap(),
-                    timer: None,
-                },
+                reply: ReplyTo::stream(conn.clone(), slots.clone().try_acquire_owned().unwrap()),
             })
             .collect();
         (replies, rx)

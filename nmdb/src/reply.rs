@@ -99,18 +99,28 @@ pub trait StreamSend: Send + Sync {
     /// now waits in the connection's own buffer, holding the request's
     /// in-flight `slot` until it is sent.
     fn send_frame(&self, frame: &[u8], slot: OwnedSemaphorePermit);
+
+    /// Closes the connection: an answer its client waits for was lost
+    /// (see [`ReplyTo`]), and a client that waits for its answers in
+    /// order would otherwise wait forever.
+    fn close_unanswered(&self);
 }
 
 /// Where the database queue sends an answer. `timer`, set by the engine
 /// when metrics are on, records the request's latency as the answer is
 /// sent (just before: a client that has its answer finds it counted).
+///
+/// Dropped without being sent (its request lost to a panic, a bug), a
+/// stream's answer closes the connection ([`StreamSend::close_unanswered`]);
+/// a datagram's client gives up by itself, as when a datagram is lost.
 pub enum ReplyTo {
     /// `slot` is one of the connection's in-flight requests: a
     /// connection has a bounded number waiting for the database or for
-    /// the client to read their replies.
+    /// the client to read their replies. Taken when the answer is sent:
+    /// still here when dropped, the answer never went.
     Stream {
         conn: Arc<dyn StreamSend>,
-        slot: OwnedSemaphorePermit,
+        slot: Option<OwnedSemaphorePermit>,
         timer: Option<Timer>,
     },
     Datagram {
@@ -121,6 +131,15 @@ pub enum ReplyTo {
 }
 
 impl ReplyTo {
+    /// The answer to a request of stream `conn`, which holds `slot`.
+    pub fn stream(conn: Arc<dyn StreamSend>, slot: OwnedSemaphorePermit) -> Self {
+        ReplyTo::Stream {
+            conn,
+            slot: Some(slot),
+            timer: None,
+        }
+    }
+
     /// This reply, recording its request's latency when sent.
     pub fn timed(mut self, t: Timer) -> Self {
         match &mut self {
@@ -131,15 +150,16 @@ impl ReplyTo {
 
     /// Sends the answer unless the server is passive. `scratch` is a
     /// buffer the caller reuses between replies.
-    pub fn send(self, modes: &Modes, id: u32, answer: Answer<'_>, scratch: &mut Vec<u8>) {
-        if modes.passive() {
-            return;
-        }
-        match self {
+    pub fn send(mut self, modes: &Modes, id: u32, answer: Answer<'_>, scratch: &mut Vec<u8>) {
+        match &mut self {
             ReplyTo::Stream { conn, slot, timer } => {
+                // Passive: unanswered on purpose, the slot freed all the same.
+                let Some(slot) = slot.take().filter(|_| !modes.passive()) else {
+                    return;
+                };
                 scratch.clear();
                 write_answer(scratch, STREAM_SHAPE, id, answer);
-                if let Some(t) = timer {
+                if let Some(t) = timer.take() {
                     t.stop();
                 }
                 conn.send_frame(scratch, slot);
@@ -149,15 +169,31 @@ impl ReplyTo {
                 peer,
                 timer,
             } => {
+                if modes.passive() {
+                    return;
+                }
                 scratch.clear();
                 write_answer(scratch, socket.shape(), id, answer);
-                if let Some(t) = timer {
+                if let Some(t) = timer.take() {
                     t.stop();
                 }
-                if let Err(e) = socket.send_to(scratch, &peer) {
+                if let Err(e) = socket.send_to(scratch, peer) {
                     log::debug!("reply to {peer:?} failed: {e}");
                 }
             }
+        }
+    }
+}
+
+impl Drop for ReplyTo {
+    fn drop(&mut self) {
+        if let ReplyTo::Stream {
+            conn,
+            slot: Some(_),
+            ..
+        } = self
+        {
+            conn.close_unanswered();
         }
     }
 }
@@ -170,7 +206,57 @@ pub fn collected_frames() -> (Arc<dyn StreamSend>, std::sync::mpsc::Receiver<Vec
         fn send_frame(&self, frame: &[u8], _slot: OwnedSemaphorePermit) {
             let _ = self.0.lock().unwrap().send(frame.to_vec());
         }
+        /// An empty frame: a test that parses it fails.
+        fn close_unanswered(&self) {
+            let _ = self.0.lock().unwrap().send(Vec::new());
+        }
     }
     let (tx, rx) = std::sync::mpsc::channel();
     (Arc::new(Collect(std::sync::Mutex::new(tx))), rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nmdb_proto::ReplyCode;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::sync::Semaphore;
+
+    /// A stream that counts the frames sent to it and whether it was closed.
+    #[derive(Default)]
+    struct Watched {
+        frames: AtomicUsize,
+        closed: AtomicBool,
+    }
+
+    impl StreamSend for Watched {
+        fn send_frame(&self, _frame: &[u8], _slot: OwnedSemaphorePermit) {
+            self.frames.fetch_add(1, Ordering::SeqCst);
+        }
+        fn close_unanswered(&self) {
+            self.closed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_stream_answer_dropped_unsent_closes_its_connection_and_no_other_does() {
+        let conn = Arc::new(Watched::default());
+        let slots = Arc::new(Semaphore::new(3));
+        let reply = || ReplyTo::stream(conn.clone(), slots.clone().try_acquire_owned().unwrap());
+        let ok = Answer::Code(ReplyCode::Ok);
+        let state = || {
+            (
+                conn.frames.load(Ordering::SeqCst),
+                conn.closed.load(Ordering::SeqCst),
+            )
+        };
+
+        reply().send(&Modes::default(), 1, ok, &mut Vec::new());
+        assert_eq!(state(), (1, false), "sent");
+        reply().send(&Modes::new(false, true), 2, ok, &mut Vec::new());
+        assert_eq!(state(), (1, false), "passive: unanswered on purpose");
+        drop(reply());
+        assert_eq!(state(), (1, true), "dropped unsent");
+        assert_eq!(slots.available_permits(), 3, "every slot given back");
+    }
 }

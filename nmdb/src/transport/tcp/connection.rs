@@ -43,6 +43,10 @@ impl StreamSend for Connection {
     fn send_frame(&self, frame: &[u8], slot: OwnedSemaphorePermit) {
         self.send(frame, Some(slot));
     }
+
+    fn close_unanswered(&self) {
+        self.abandon("an answer was lost to an internal error");
+    }
 }
 
 impl Connection {

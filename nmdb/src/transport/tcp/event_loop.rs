@@ -204,14 +204,11 @@ impl Link for TcpLink<'_> {
     }
 
     fn defer(&mut self) -> ReplyTo {
-        ReplyTo::Stream {
-            conn: self.conn.clone(),
-            slot: self
-                .slot
-                .take()
-                .expect("a slot is reserved before every frame"),
-            timer: None,
-        }
+        let slot = self
+            .slot
+            .take()
+            .expect("a slot is reserved before every frame");
+        ReplyTo::stream(self.conn.clone(), slot)
     }
 }
 
