@@ -24,6 +24,7 @@ use crate::dbqueue::WriteHealth;
 use crate::reply::{Modes, ReplyTo};
 use nmdb_proto::{Answer, ErrorCode, ReplyCode};
 use parking_lot::{Condvar, Mutex};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -232,7 +233,7 @@ impl Committer {
     fn run(&mut self) {
         while self.gather() {
             let started = Instant::now();
-            let result = self.inner.backend.make_durable();
+            let result = self.make_durable();
             let took = started.elapsed();
             self.fsync_time = if self.fsync_time.is_zero() {
                 took
@@ -242,6 +243,17 @@ impl Committer {
             self.inner.counts.record(took, self.group.len());
             self.answer(&result);
         }
+    }
+
+    /// The backend's fsync. One that panics (a bug) fails this group,
+    /// answered `ERR_DB`, rather than end the thread every later
+    /// synchronous write waits for.
+    fn make_durable(&self) -> Result<(), BackendError> {
+        let backend = &self.inner.backend;
+        catch_unwind(AssertUnwindSafe(|| backend.make_durable())).unwrap_or_else(|_| {
+            log::error!("the database's fsync panicked (a bug: please report it)");
+            Err(BackendError::Engine("the fsync panicked".into()))
+        })
     }
 
     /// Waits for a group and moves it into `self.group`; false once
@@ -406,10 +418,10 @@ mod tests {
 
     #[test]
     fn an_fsync_that_panics_is_answered_err_db_and_the_committer_goes_on() {
-        let disk = crate::backend::Guarded(FakeBackend {
+        let disk = FakeBackend {
             fsync_panics: true,
             ..FakeBackend::default()
-        });
+        };
         let commit = GroupCommit::start(
             Arc::new(disk),
             Arc::new(Modes::default()),

@@ -148,9 +148,7 @@ impl Wake {
     /// still set and write nothing, while the drain took the write of the
     /// wake before it, and the loop would sleep on mail left for it.
     pub fn reset(&self) {
-        let mut count: u64 = 0;
-        // SAFETY: reads 8 bytes into `count`, which lives across the call.
-        unsafe { libc::read(self.fd.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+        take_count(&self.fd);
         self.pending.store(false, Ordering::SeqCst);
     }
 }
@@ -211,10 +209,16 @@ impl Ticker {
 
     /// Called when the wait reported the timer: takes its expirations.
     pub fn reset(&self) {
-        let mut count: u64 = 0;
-        // SAFETY: reads 8 bytes into `count`, which lives across the call.
-        unsafe { libc::read(self.fd.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+        take_count(&self.fd);
     }
+}
+
+/// Reads an eventfd's or timerfd's counter back to zero (non-blocking:
+/// nothing to read is fine).
+fn take_count(fd: &OwnedFd) {
+    let mut count: u64 = 0;
+    // SAFETY: reads 8 bytes into `count`, which lives across the call.
+    unsafe { libc::read(fd.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
 }
 
 #[cfg(test)]

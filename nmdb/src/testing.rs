@@ -1,7 +1,7 @@
 //! What the unit tests of several modules build on: an engine on a
 //! backend of the test's choosing, and a backend that panics.
 
-use crate::backend::{Backend, BackendResult, NullBackend, WriteOp};
+use crate::backend::{Backend, FakeBackend};
 use crate::cache::Cache;
 use crate::dbqueue::{DbQueue, Shared, WriteHealth};
 use crate::engine::Engine;
@@ -45,40 +45,14 @@ pub fn engine_with(
     }
 }
 
-/// The key whose database read panics in [`PanickingBackend`].
+/// A key whose database read panics, in a [`panicking_backend`].
 pub const PANIC_KEY: &[u8] = b"panic!";
 
-/// The null backend, but for a read of [`PANIC_KEY`], which panics: a bug
-/// somewhere under a request, for the code that must contain it.
-pub struct PanickingBackend;
-
-impl Backend for PanickingBackend {
-    fn get(&self, key: &[u8]) -> BackendResult<Option<Vec<u8>>> {
-        assert_ne!(key, PANIC_KEY, "a read that panics, on purpose");
-        NullBackend.get(key)
-    }
-
-    fn write(&self, ops: &[WriteOp]) -> BackendResult<()> {
-        NullBackend.write(ops)
-    }
-
-    fn make_durable(&self) -> BackendResult<()> {
-        NullBackend.make_durable()
-    }
-
-    fn keeps_writes(&self) -> bool {
-        NullBackend.keeps_writes()
-    }
-
-    fn first_key(&self) -> BackendResult<Option<Vec<u8>>> {
-        NullBackend.first_key()
-    }
-
-    fn next_key(&self, key: &[u8]) -> BackendResult<Option<Vec<u8>>> {
-        NullBackend.next_key(key)
-    }
-
-    fn flush(&self) -> BackendResult<()> {
-        NullBackend.flush()
-    }
+/// A backend whose read of [`PANIC_KEY`] panics: a bug somewhere under a
+/// request, for the code that must contain it.
+pub fn panicking_backend() -> Arc<FakeBackend> {
+    Arc::new(FakeBackend {
+        panic_key: Some(PANIC_KEY),
+        ..FakeBackend::default()
+    })
 }

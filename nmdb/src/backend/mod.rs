@@ -6,11 +6,9 @@
 //! one engine write (and, for synchronous requests, one fsync) serves many
 //! requests.
 
-mod guarded;
 mod null;
 mod rocks;
 
-pub use guarded::Guarded;
 pub use null::NullBackend;
 pub use rocks::RocksBackend;
 
@@ -221,12 +219,11 @@ impl BackendKind {
 
     /// Opens (creating when missing) the database at `path`;
     /// `for_sync_writes` when synchronous writes wait for the disk
-    /// (`--durability disk`), whose fsyncs a backend may prepare for. Its
-    /// panics come back as errors ([`Guarded`]).
+    /// (`--durability disk`), whose fsyncs a backend may prepare for.
     pub fn open(self, path: &Path, for_sync_writes: bool) -> BackendResult<Box<dyn Backend>> {
         Ok(match self {
-            Self::Rocksdb => Box::new(Guarded(RocksBackend::open(path, for_sync_writes)?)),
-            Self::Null => Box::new(Guarded(NullBackend)),
+            Self::Rocksdb => Box::new(RocksBackend::open(path, for_sync_writes)?),
+            Self::Null => Box::new(NullBackend),
         })
     }
 }

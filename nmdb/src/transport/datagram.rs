@@ -339,7 +339,7 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{engine_on, PanickingBackend, PANIC_KEY};
+    use crate::testing::{engine_on, panicking_backend, PANIC_KEY};
     use nmdb_proto::{Reply, Request, FLAGS_CACHE_ONLY};
     use std::time::Duration;
 
@@ -347,7 +347,7 @@ mod tests {
     fn a_request_that_panics_is_dropped_and_every_receiver_goes_on() {
         let (socket, addr) = super::super::udp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let socket = Arc::new(socket);
-        let engine = engine_on(Arc::new(PanickingBackend));
+        let engine = engine_on(panicking_backend());
         let stop = Arc::new(AtomicBool::new(false));
         let receivers = spawn(socket.clone(), engine, stop.clone()).unwrap();
         let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -157,8 +157,9 @@ impl Connection {
         false
     }
 
-    /// Closes a connection whose client stopped reading: what waits is
-    /// dropped and the socket shut both ways.
+    /// Closes the connection now (its client stopped reading, or an
+    /// answer it waits for was lost): what waits is dropped and the socket
+    /// shut both ways.
     pub fn abandon(&self, why: &str) {
         self.break_off(&mut self.out.lock(), why);
         self.shut_down(libc::SHUT_RDWR);

@@ -673,7 +673,7 @@ mod tests {
     use super::super::{Limits, TURN_REPLY_BYTES};
     use super::*;
     use crate::backend::NullBackend;
-    use crate::testing::{engine_on, PanickingBackend, PANIC_KEY};
+    use crate::testing::{engine_on, panicking_backend, PANIC_KEY};
     use nmdb_proto::{Reply, Request, FLAGS_CACHE_ONLY};
     use std::io::{Read, Write};
     use std::net::{Shutdown, TcpListener, TcpStream};
@@ -807,7 +807,7 @@ mod tests {
 
     #[test]
     fn a_request_that_panics_closes_its_connection_and_the_loop_serves_the_others() {
-        let engine = engine_on(Arc::new(PanickingBackend));
+        let engine = engine_on(panicking_backend());
         let limits = limits();
         let mut event_loop = EventLoop::new().unwrap();
         let mut clients = Vec::new();

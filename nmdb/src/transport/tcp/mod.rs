@@ -69,8 +69,8 @@ pub const STOP_READING_BYTES: usize = 256 * 1024;
 /// 63-82 ms with 256 KiB turns (BENCHMARKS.md). A turn also fits the
 /// socket's send buffer, where one of 256 KiB left the rest to wait in
 /// the connection's buffer: a client pipelining 60 KB GETs was served
-/// 3-18% faster. One
-/// pipelining small answers pays a write per 64 KiB: 2-8% slower.
+/// 3-18% faster. One pipelining small answers pays a write per 64 KiB:
+/// 2-8% slower.
 pub const TURN_REPLY_BYTES: usize = 64 * 1024;
 /// The turn while unread replies are over their limit: a client that is
 /// not reading then adds little before its reader stops.
