@@ -623,16 +623,26 @@ fn assert_walk_finds_the_stored_keys(server: &TestServer, clients: &[Client]) {
     assert!(walked == stored, "the walk found other keys than are held");
 }
 
-#[test]
-fn random_requests_of_concurrent_clients_agree_with_a_model_and_survive_a_clean_restart() {
+/// The run, a key walk, a clean restart and every key read back.
+fn random_requests_survive_a_clean_restart(args: &[&str], seed: u64) {
     let dir = TempDir::new("model");
-    let server = TestServer::start(&dir, &["-c", "1"]);
-    let clients = run_clients(&server, 1);
+    let server = TestServer::start(&dir, args);
+    let clients = run_clients(&server, seed);
     assert_walk_finds_the_stored_keys(&server, &clients);
     server.stop();
-    let server = TestServer::start(&dir, &["-c", "1"]);
+    let server = TestServer::start(&dir, args);
     read_back(&server, &clients, |key, held| *held == key.now);
     server.stop();
+}
+
+#[test]
+fn random_requests_of_concurrent_clients_agree_with_a_model_and_survive_a_clean_restart() {
+    random_requests_survive_a_clean_restart(&["-c", "1"], 1);
+}
+
+#[test]
+fn random_requests_agree_with_the_model_when_database_reads_do_not_fill_the_cache() {
+    random_requests_survive_a_clean_restart(&["-c", "1", "--no-cache-fill"], 31);
 }
 
 /// After `kill -9`, each key holds one of its values since its last
