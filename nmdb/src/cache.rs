@@ -291,27 +291,78 @@ pub fn key_hash(key: &[u8]) -> u64 {
     h
 }
 
+/// How a cache of `capacity` objects is laid out: stripes, and buckets in
+/// each (at least one bucket in all).
+fn layout(capacity: usize) -> (usize, usize) {
+    let wanted = (capacity / BUCKET_WAYS).max(1);
+    // The largest power of two not above `wanted`, so the bucket count
+    // (stripes * per_stripe) never exceeds what was asked for.
+    let nstripes = 1usize << (usize::BITS - 1 - wanted.min(MAX_STRIPES).leading_zeros());
+    (nstripes, wanted / nstripes)
+}
+
+/// The index could not be allocated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexTooLarge {
+    pub capacity: usize,
+    pub bytes: usize,
+}
+
+impl std::fmt::Display for IndexTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot allocate the index of a cache of {} objects ({} MiB)",
+            self.capacity,
+            self.bytes >> 20
+        )
+    }
+}
+
 impl Cache {
+    /// Bytes an empty cache of `capacity` objects takes: its buckets' and
+    /// stripes' headers, allocated at start whatever it will hold.
+    pub fn index_bytes(capacity: usize) -> usize {
+        let (nstripes, per_stripe) = layout(capacity);
+        let buckets = (nstripes * per_stripe).saturating_mul(std::mem::size_of::<Packed>());
+        buckets.saturating_add(nstripes * std::mem::size_of::<StripeSlot>())
+    }
+
     /// A cache of at most `capacity` objects (at least one bucket).
     pub fn new(capacity: usize) -> Self {
-        let wanted = (capacity / BUCKET_WAYS).max(1);
-        // The largest power of two not above `wanted`, so the bucket count
-        // (stripes * per_stripe) never exceeds what was asked for.
-        let nstripes = 1usize << (usize::BITS - 1 - wanted.min(MAX_STRIPES).leading_zeros());
-        let per_stripe = wanted / nstripes;
-        let stripes = (0..nstripes)
-            .map(|_| StripeSlot {
+        Self::try_new(capacity).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Cache::new`], or an error when its index cannot be allocated
+    /// (under a memory limit, say) instead of an abort.
+    pub fn try_new(capacity: usize) -> Result<Self, IndexTooLarge> {
+        let (nstripes, per_stripe) = layout(capacity);
+        let too_large = || IndexTooLarge {
+            capacity,
+            bytes: Self::index_bytes(capacity),
+        };
+        let mut stripes = Vec::new();
+        stripes
+            .try_reserve_exact(nstripes)
+            .map_err(|_| too_large())?;
+        for _ in 0..nstripes {
+            let mut buckets = Vec::new();
+            buckets
+                .try_reserve_exact(per_stripe)
+                .map_err(|_| too_large())?;
+            buckets.resize_with(per_stripe, Packed::default);
+            stripes.push(StripeSlot {
                 stripe: Mutex::new(Stripe {
-                    buckets: (0..per_stripe).map(|_| Packed::default()).collect(),
+                    buckets,
                     ..Stripe::default()
                 }),
                 db_queued: AtomicU32::new(0),
-            })
-            .collect();
-        Cache {
-            stripes,
-            buckets: nstripes * per_stripe,
+            });
         }
+        Ok(Cache {
+            stripes: stripes.into_boxed_slice(),
+            buckets: nstripes * per_stripe,
+        })
     }
 
     /// Maximum number of objects held.
@@ -563,6 +614,26 @@ mod tests {
         assert_eq!(c.capacity(), BUCKET_WAYS);
         c.lock(b"a").set(b"a", b"1");
         assert!(get(&c, b"a").is_some());
+    }
+
+    #[test]
+    fn an_index_that_cannot_be_allocated_is_an_error_not_an_abort() {
+        // 2^60 buckets: petabytes of index.
+        let e = Cache::try_new(1 << 62).err().expect("an error");
+        assert_eq!(e.capacity, 1 << 62);
+        assert_eq!(e.bytes, Cache::index_bytes(1 << 62));
+        assert!(e.to_string().contains("cannot allocate"), "{e}");
+    }
+
+    #[test]
+    fn the_index_size_counts_every_bucket_and_stripe() {
+        let small = Cache::index_bytes(1024);
+        let large = Cache::index_bytes(1024 * 1024);
+        // 256 buckets against 262144, in 256 and 1024 stripes.
+        let per_bucket = std::mem::size_of::<Packed>();
+        let per_stripe = std::mem::size_of::<StripeSlot>();
+        assert_eq!(small, 256 * per_bucket + 256 * per_stripe);
+        assert_eq!(large, 262_144 * per_bucket + 1024 * per_stripe);
     }
 
     #[test]

@@ -5,10 +5,25 @@
 //! Everything is validated here, before any file or socket is opened.
 
 use crate::backend::BackendKind;
+use crate::cache::Cache;
 use crate::groupcommit::Durability;
 use clap::Parser;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+
+/// This machine's physical memory in bytes, when the system tells.
+pub fn physical_memory() -> Option<usize> {
+    // SAFETY: sysconf reads a system constant; it has no preconditions.
+    let (pages, page_size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let pages = usize::try_from(pages).ok().filter(|&p| p > 0)?;
+    let page_size = usize::try_from(page_size).ok().filter(|&p| p > 0)?;
+    Some(pages.saturating_mul(page_size))
+}
 
 pub mod defaults {
     use nmdb_proto::{DEFAULT_INET_PORT, DEFAULT_TIPC_PORT};
@@ -277,6 +292,18 @@ impl Config {
                     a.cache_thousands
                 ))
             })?;
+        // The index is allocated at start: one that cannot fit in memory
+        // would end in an abort or the OOM killer instead of this message.
+        let index = Cache::index_bytes(cache_objects);
+        if let Some(memory) = physical_memory().filter(|&m| index > m) {
+            return Err(invalid(format!(
+                "cache size (-c) {}: the index of {cache_objects} objects alone takes {} MiB, \
+                 more than this machine's {} MiB of memory",
+                a.cache_thousands,
+                index >> 20,
+                memory >> 20
+            )));
+        }
         let upper = a.tipc_upper.unwrap_or(a.tipc_lower);
         if upper < a.tipc_lower {
             return Err(invalid(format!(
@@ -435,6 +462,17 @@ mod tests {
         let e = parse(&["-c", "0"]).unwrap_err();
         assert!(e.to_string().contains("cache size"), "{e}");
         assert!(parse(&["-c", "lots"]).is_err());
+    }
+
+    #[test]
+    fn a_cache_whose_index_cannot_fit_in_memory_is_refused_before_start() {
+        // 10^15 objects: an index of petabytes, on any machine.
+        let e = parse(&["-c", "1000000000000"]).unwrap_err().to_string();
+        assert!(
+            e.contains("cache size (-c) 1000000000000") && e.contains("MiB of memory"),
+            "{e}"
+        );
+        assert!(parse(&["-c", "1024"]).is_ok());
     }
 
     #[test]

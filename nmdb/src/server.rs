@@ -86,6 +86,33 @@ fn unavailable(what: &str, explicit: bool, reason: &str) -> Result<(), StartErro
     Ok(())
 }
 
+/// RSS a cached object of a 16-byte key and a 100-byte value takes, about
+/// (BENCHMARKS.md, memory).
+const SMALL_OBJECT_BYTES: usize = 120;
+
+/// Warns when the cache, once full of small objects, would take more than
+/// the machine's memory: `-c` counts objects, not bytes, and one zero too
+/// many is easy to type.
+fn warn_if_a_full_cache_outgrows_memory(objects: usize) {
+    if let Some(warning) =
+        crate::config::physical_memory().and_then(|memory| full_cache_warning(objects, memory))
+    {
+        log::warn!("{warning}");
+    }
+}
+
+fn full_cache_warning(objects: usize, memory: usize) -> Option<String> {
+    let full = objects.saturating_mul(SMALL_OBJECT_BYTES);
+    (full > memory).then(|| {
+        format!(
+            "a cache of {objects} objects (-c) would take about {} MiB once full of small \
+             objects ({SMALL_OBJECT_BYTES} bytes each), more than this machine's {} MiB of memory",
+            full >> 20,
+            memory >> 20
+        )
+    })
+}
+
 /// The connection limit the open-file limit allows, raising it if need be.
 fn connection_limit(asked: usize) -> usize {
     let fits = crate::fdlimit::fit_connections(asked);
@@ -117,7 +144,9 @@ impl Server {
             cfg.db_path.display()
         );
 
-        let cache = Arc::new(Cache::new(cfg.cache_objects));
+        let cache =
+            Arc::new(Cache::try_new(cfg.cache_objects).map_err(|e| StartError(e.to_string()))?);
+        warn_if_a_full_cache_outgrows_memory(cfg.cache_objects);
         let stats = Arc::new(Stats::default());
         let modes = Arc::new(Modes::new(cfg.read_only, cfg.passive));
         let health = Arc::new(WriteHealth::default());
@@ -367,5 +396,22 @@ impl Server {
         if let Err(e) = self.backend.flush() {
             log::error!("flushing the database at exit failed: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cache_that_would_outgrow_memory_once_full_is_warned_about() {
+        const GIB: usize = 1 << 30;
+        // The default cache, 131072 objects: about 15 MiB full.
+        assert_eq!(full_cache_warning(131_072, GIB), None);
+        let warning = full_cache_warning(100_000_000, GIB).expect("a warning");
+        assert!(
+            warning.contains("100000000 objects") && warning.contains("1024 MiB of memory"),
+            "{warning}"
+        );
     }
 }
