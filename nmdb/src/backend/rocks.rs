@@ -117,6 +117,9 @@ impl RocksBackend {
         opts.set_env(&env);
         // Created here, so that a path that cannot be a directory is
         // reported in words (RocksDB's own message is a debug dump).
+        if path.is_file() {
+            return Err(BackendError::Engine(a_file_not_a_directory(path)));
+        }
         std::fs::create_dir_all(path).map_err(|e| {
             BackendError::Engine(format!("cannot create directory {}: {e}", path.display()))
         })?;
@@ -164,6 +167,30 @@ impl RocksBackend {
             memory_read_options,
         })
     }
+}
+
+/// Why `path`, a file, cannot be the database. The original server's
+/// backends keep their database in one file (its user guide creates one
+/// with QDBM's `dpmgr create`), so a command line carried over from it
+/// points here: say so rather than only that a directory is missing.
+fn a_file_not_a_directory(path: &Path) -> String {
+    // QDBM's Depot files begin with this (lower case on big-endian hosts).
+    let qdbm = std::fs::File::open(path).ok().and_then(|mut f| {
+        let mut magic = [0u8; 7];
+        std::io::Read::read_exact(&mut f, &mut magic).ok()?;
+        Some(magic.eq_ignore_ascii_case(b"[DEPOT]"))
+    });
+    let what = if qdbm == Some(true) {
+        "a QDBM database file of the original nmdb"
+    } else {
+        "a file; the original nmdb's backends (qdbm, bdb, tdb, tc) keep a database in one file"
+    };
+    format!(
+        "{} is {what}, which this server cannot read: it keeps a RocksDB database in a \
+         directory. Give -d a directory (created if missing); to carry data over, read \
+         every key from the original server (a key walk) and write it to this one",
+        path.display()
+    )
 }
 
 /// Makes the log RocksDB writes next, and the one it moves on to at the
@@ -627,6 +654,26 @@ mod tests {
             assert!(err.contains(&path.display().to_string()), "{err}");
             assert!(!err.contains("Os {") && !err.contains("kind:"), "{err}");
         }
+        std::fs::remove_file(&file).unwrap();
+    }
+
+    #[test]
+    fn a_database_file_of_the_original_is_named_as_such() {
+        let file = temp_dir("qdbm");
+        // The start of a file made by QDBM's `dpmgr create`.
+        std::fs::write(&file, b"[DEPOT]\n\x0c\0\0\0\0\0").unwrap();
+        let err = RocksBackend::open(&file, false)
+            .err()
+            .expect("must fail")
+            .to_string();
+        assert!(err.contains("QDBM database file of the original"), "{err}");
+        assert!(err.contains("Give -d a directory"), "{err}");
+        std::fs::write(&file, b"something else").unwrap();
+        let err = RocksBackend::open(&file, false)
+            .err()
+            .expect("must fail")
+            .to_string();
+        assert!(err.contains("keep a database in one file"), "{err}");
         std::fs::remove_file(&file).unwrap();
     }
 }
