@@ -120,6 +120,17 @@ impl RocksBackend {
         if path.is_file() {
             return Err(BackendError::Engine(a_file_not_a_directory(path)));
         }
+        // Warned about, not refused: a setup that keeps its log or pid
+        // file in the database's directory, which always worked, would
+        // otherwise stop starting.
+        if let Some(stranger) = a_file_no_database_would_hold(path) {
+            log::warn!(
+                "{} holds no database but other files ({stranger}, ...): the database is \
+                 created among them. If -d was mistyped, stop the server and give it a new \
+                 or empty directory",
+                path.display()
+            );
+        }
         std::fs::create_dir_all(path).map_err(|e| {
             BackendError::Engine(format!("cannot create directory {}: {e}", path.display()))
         })?;
@@ -191,6 +202,33 @@ fn a_file_not_a_directory(path: &Path) -> String {
          every key from the original server (a key walk) and write it to this one",
         path.display()
     )
+}
+
+/// A name in directory `path` that shows it is not a database's, when it
+/// holds no database: RocksDB creates one among whatever is there (`-d ~`
+/// or `-d /var/lib` by mistake). A missing or empty directory is fine,
+/// and so are a fresh file system's `lost+found` and the files a database
+/// creation cut short leaves.
+fn a_file_no_database_would_hold(path: &Path) -> Option<String> {
+    if path.join("CURRENT").exists() {
+        return None;
+    }
+    let rocksdb_made = |name: &str| {
+        ["LOCK", "LOG", "IDENTITY", "lost+found"].contains(&name)
+            || ["LOG.old.", "OPTIONS-", "MANIFEST-"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+            || [".log", ".sst", ".dbtmp"].iter().any(|end| {
+                // Numbered: 000012.log, not nmdb.log.
+                name.strip_suffix(end)
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+    };
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .find(|name| !rocksdb_made(name))
 }
 
 /// Makes the log RocksDB writes next, and the one it moves on to at the
@@ -655,6 +693,33 @@ mod tests {
             assert!(!err.contains("Os {") && !err.contains("kind:"), "{err}");
         }
         std::fs::remove_file(&file).unwrap();
+    }
+
+    #[test]
+    fn a_directory_of_other_files_without_a_database_is_told_apart() {
+        let dir = temp_dir("strangers");
+        assert_eq!(a_file_no_database_would_hold(&dir), None, "missing");
+        std::fs::create_dir_all(dir.join("lost+found")).unwrap();
+        assert_eq!(
+            a_file_no_database_would_hold(&dir),
+            None,
+            "a fresh file system"
+        );
+        std::fs::write(dir.join("LOG"), b"").unwrap();
+        assert_eq!(
+            a_file_no_database_would_hold(&dir),
+            None,
+            "a creation cut short"
+        );
+        std::fs::write(dir.join("nmdb.log"), b"mine").unwrap();
+        assert_eq!(
+            a_file_no_database_would_hold(&dir).as_deref(),
+            Some("nmdb.log")
+        );
+        // Opened all the same (and warned about); then it holds a database.
+        drop(RocksBackend::open(&dir, false).unwrap());
+        assert_eq!(a_file_no_database_would_hold(&dir), None, "a database");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
