@@ -17,5 +17,5 @@ pub use addr::{inet_family, reachable_from_here, resolve_host, SockAddr};
 pub use batch::{RecvBatch, SendBatch};
 pub use dgram::{DgramSocket, Message};
 pub use pktinfo::Destination;
-pub use sys::{listen_backlog, set_send_buffer};
+pub use sys::{listen_backlog, os_result, set_send_buffer};
 pub use tipc::TipcAddr;

@@ -64,6 +64,12 @@ pub(crate) fn setsockopt<T>(
     .map(drop)
 }
 
+/// A system call's result, its error named after `what` (the call, or
+/// what it worked on) so that a log line says which call failed.
+pub fn os_result(ret: libc::c_int, what: &str) -> io::Result<libc::c_int> {
+    cvt(ret).map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))
+}
+
 pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
         Err(io::Error::last_os_error())

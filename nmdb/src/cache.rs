@@ -328,13 +328,15 @@ impl Cache {
         buckets.saturating_add(nstripes * std::mem::size_of::<StripeSlot>())
     }
 
-    /// A cache of at most `capacity` objects (at least one bucket).
+    /// [`Cache::try_new`] for tests, whose caches are small.
+    #[cfg(test)]
     pub fn new(capacity: usize) -> Self {
         Self::try_new(capacity).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// [`Cache::new`], or an error when its index cannot be allocated
-    /// (under a memory limit, say) instead of an abort.
+    /// A cache of at most `capacity` objects (at least one bucket), or an
+    /// error when its index cannot be allocated (under a memory limit,
+    /// say) instead of an abort.
     pub fn try_new(capacity: usize) -> Result<Self, IndexTooLarge> {
         let (nstripes, per_stripe) = layout(capacity);
         let too_large = || IndexTooLarge {

@@ -4,6 +4,7 @@
 //! why it could not), so `nmdb` in an init script exits non-zero when the
 //! server did not come up, and exits only once it accepts requests.
 
+use nmdb_net::os_result;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -23,24 +24,16 @@ impl Ready {
     }
 }
 
-fn check(ret: libc::c_int, what: &str) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("{what}: {e}")));
-    }
-    Ok(ret)
-}
-
 /// Forks. In the parent this never returns: it waits for the child's
 /// report and exits. Must be called before any thread is started.
 pub fn daemonize() -> io::Result<Ready> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` has room for the two descriptors pipe() writes.
-    check(unsafe { libc::pipe(fds.as_mut_ptr()) }, "pipe")?;
+    os_result(unsafe { libc::pipe(fds.as_mut_ptr()) }, "pipe")?;
     // SAFETY: pipe() returned two fresh descriptors that we now own.
     let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // SAFETY: no other thread exists yet (documented precondition).
-    let pid = check(unsafe { libc::fork() }, "fork")?;
+    let pid = os_result(unsafe { libc::fork() }, "fork")?;
     if pid > 0 {
         drop(wr);
         let mut report = String::new();
@@ -58,8 +51,8 @@ pub fn daemonize() -> io::Result<Ready> {
     drop(rd);
     // SAFETY: plain system calls on our own process and descriptors.
     unsafe {
-        check(libc::setsid(), "setsid")?;
-        let null = check(libc::open(c"/dev/null".as_ptr(), libc::O_RDWR), "/dev/null")?;
+        os_result(libc::setsid(), "setsid")?;
+        let null = os_result(libc::open(c"/dev/null".as_ptr(), libc::O_RDWR), "/dev/null")?;
         for fd in 0..3 {
             libc::dup2(null, fd);
         }

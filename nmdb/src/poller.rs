@@ -6,6 +6,7 @@
 //! the loop reads each until it would block, and hears again only when
 //! something new arrives or a full send buffer drains.
 
+use nmdb_net::os_result;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,19 +31,11 @@ pub struct Poller {
 /// Most events taken by one wait.
 const EVENTS_PER_WAIT: usize = 256;
 
-fn check(ret: libc::c_int, what: &str) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("{what}: {e}")));
-    }
-    Ok(ret)
-}
-
 impl Poller {
     pub fn new() -> io::Result<Self> {
         // SAFETY: epoll_create1 takes no pointers; the descriptor it
         // returns is owned from here on.
-        let fd = check(
+        let fd = os_result(
             unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) },
             "epoll_create1",
         )?;
@@ -57,7 +50,7 @@ impl Poller {
         let mut event = libc::epoll_event { events, u64: token };
         // SAFETY: `event` lives across the call; the kernel copies it.
         let ret = unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut event) };
-        check(ret, "epoll_ctl").map(drop)
+        os_result(ret, "epoll_ctl").map(drop)
     }
 
     /// Watches a socket for input and for room to write, edge-triggered.
@@ -90,7 +83,7 @@ impl Poller {
                     if block { -1 } else { 0 },
                 )
             };
-            match check(n, "epoll_wait") {
+            match os_result(n, "epoll_wait") {
                 Ok(n) => break n as usize,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -116,7 +109,7 @@ impl Wake {
     /// An eventfd registered with `poller` under `token`.
     pub fn new(poller: &Poller, token: u64) -> io::Result<Self> {
         // SAFETY: eventfd takes no pointers; its descriptor is owned here.
-        let fd = check(
+        let fd = os_result(
             unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) },
             "eventfd",
         )?;
@@ -164,7 +157,7 @@ impl Ticker {
     pub fn new(poller: &Poller, token: u64) -> io::Result<Self> {
         // SAFETY: timerfd_create takes no pointers; its descriptor is
         // owned here.
-        let fd = check(
+        let fd = os_result(
             unsafe {
                 libc::timerfd_create(
                     libc::CLOCK_MONOTONIC,
@@ -202,7 +195,7 @@ impl Ticker {
         // SAFETY: `spec` lives across the call; the old value is not asked.
         let ret =
             unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
-        check(ret, "timerfd_settime")?;
+        os_result(ret, "timerfd_settime")?;
         self.armed = every.is_some();
         Ok(())
     }

@@ -15,38 +15,13 @@
 //!     cargo test --release -p nmdb-server --test random_requests || break; done
 //! ```
 
+#[path = "../../proto/tests/common/mod.rs"]
+mod common;
 mod support;
 
+use common::Rng;
 use nmdb_proto::{Reply, ReplyCode, Request, FLAGS_CACHE_ONLY, FLAGS_SYNC};
 use support::*;
-
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn percent(&mut self, p: usize) -> bool {
-        self.below(100) < p
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
 
 /// A value to store: mostly bytes of any kind and size, often a number
 /// INCR can work on (NUL-terminated, with the white space, signs, limits
@@ -533,7 +508,7 @@ fn run_clients(server: &TestServer, seed: u64) -> Vec<Client> {
                     let name = format!("{}{c}", if tcp { "tcp" } else { "udp" });
                     let seed = seed + seed_shift() * 1000 + c;
                     let mut client = Client::new(&name, seed, STORED_KEYS, CACHED_KEYS);
-                    let mut rng = Rng::new(seed);
+                    let mut rng = Rng::seeded(seed);
                     if tcp {
                         run_tcp(&mut client, server, &mut rng);
                     } else {

@@ -679,16 +679,21 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Why opening `path` fails (it must).
+    fn open_error(path: &std::path::Path) -> String {
+        RocksBackend::open(path, false)
+            .err()
+            .expect("must fail")
+            .to_string()
+    }
+
     #[test]
     fn opening_a_file_instead_of_a_directory_is_an_error_with_the_path_in_words() {
         let file = temp_dir("file");
         std::fs::write(&file, b"not a database").unwrap();
         // The file itself, and a directory under it.
         for path in [file.clone(), file.join("db")] {
-            let err = RocksBackend::open(&path, false)
-                .err()
-                .expect("must fail")
-                .to_string();
+            let err = open_error(&path);
             assert!(err.contains(&path.display().to_string()), "{err}");
             assert!(!err.contains("Os {") && !err.contains("kind:"), "{err}");
         }
@@ -727,17 +732,11 @@ mod tests {
         let file = temp_dir("qdbm");
         // The start of a file made by QDBM's `dpmgr create`.
         std::fs::write(&file, b"[DEPOT]\n\x0c\0\0\0\0\0").unwrap();
-        let err = RocksBackend::open(&file, false)
-            .err()
-            .expect("must fail")
-            .to_string();
+        let err = open_error(&file);
         assert!(err.contains("QDBM database file of the original"), "{err}");
         assert!(err.contains("Give -d a directory"), "{err}");
         std::fs::write(&file, b"something else").unwrap();
-        let err = RocksBackend::open(&file, false)
-            .err()
-            .expect("must fail")
-            .to_string();
+        let err = open_error(&file);
         assert!(err.contains("keep a database in one file"), "{err}");
         std::fs::remove_file(&file).unwrap();
     }

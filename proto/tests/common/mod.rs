@@ -1,5 +1,6 @@
-//! What the deterministic fuzz tests share (this file is also included by
-//! the root package's `tests/libnmdb_parse_random.rs`).
+//! What the deterministic fuzz and random tests share (this file is also
+//! included by the root package's `tests/libnmdb_parse_random.rs` and the
+//! server's `nmdb/tests/random_requests.rs`).
 
 #![allow(dead_code)]
 
@@ -20,6 +21,11 @@ pub fn report(what: &str, cases: usize) {
 pub struct Rng(pub u64);
 
 impl Rng {
+    /// A generator for `seed`, any value (xorshift must not start at 0).
+    pub fn seeded(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -29,6 +35,11 @@ impl Rng {
 
     pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
+    }
+
+    /// True `p` times in a hundred.
+    pub fn percent(&mut self, p: usize) -> bool {
+        self.below(100) < p
     }
 
     pub fn bytes_up_to(&mut self, max: usize) -> Vec<u8> {

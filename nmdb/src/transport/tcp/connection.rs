@@ -5,8 +5,7 @@
 use super::{UnsentReplies, KEPT_CAPACITY, STALL_GRACE};
 use crate::reply::StreamSend;
 use std::io::{self, Write};
-use std::net::TcpStream;
-use std::os::fd::AsRawFd;
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -162,15 +161,14 @@ impl Connection {
     /// shut both ways.
     pub fn abandon(&self, why: &str) {
         self.break_off(&mut self.out.lock(), why);
-        self.shut_down(libc::SHUT_RDWR);
+        self.shut_down(Shutdown::Both);
     }
 
-    /// Shuts the socket down in direction `how` (`SHUT_WR`: the client
-    /// reads end of stream once it has every reply).
-    pub fn shut_down(&self, how: libc::c_int) {
-        // SAFETY: shutdown takes the descriptor the stream owns and keeps
-        // open; it changes no memory.
-        unsafe { libc::shutdown(self.stream.as_raw_fd(), how) };
+    /// Shuts the socket down in direction `how` (`Write`: the client
+    /// reads end of stream once it has every reply). The descriptor stays
+    /// open for the threads that still hold the connection.
+    pub fn shut_down(&self, how: Shutdown) {
+        let _ = self.stream.shutdown(how);
     }
 }
 

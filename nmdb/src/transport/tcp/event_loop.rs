@@ -326,7 +326,7 @@ impl EventLoop {
             self.conns.len() - 1
         });
         self.generation = self.generation.wrapping_add(1);
-        let token = (u64::from(self.generation) << 32) | index as u64;
+        let token = token_of(self.generation, index);
         if let Err(e) = self
             .poller
             .add_socket(conn.shared.stream().as_raw_fd(), token)
@@ -340,8 +340,7 @@ impl EventLoop {
     }
 
     fn index_of(&self, token: u64) -> Option<usize> {
-        let index = (token & u64::from(u32::MAX)) as usize;
-        let generation = (token >> 32) as u32;
+        let (generation, index) = ((token >> 32) as u32, (token as u32) as usize);
         match self.conns.get(index) {
             Some(Some((g, _))) if *g == generation => Some(index),
             _ => None,
@@ -409,6 +408,11 @@ impl EventLoop {
             }
         }
     }
+}
+
+/// A connection's token: its slot, and the slot's generation above.
+fn token_of(generation: u32, index: usize) -> u64 {
+    (u64::from(generation) << 32) | index as u64
 }
 
 /// Whether `conn` must close now: its client stopped reading while unread
@@ -541,7 +545,7 @@ fn finish(conn: &mut Conn, token: u64, inbox: &Arc<Inbox>) -> Next {
 }
 
 fn shut_and_close(conn: &Conn) -> Next {
-    conn.shared.shut_down(libc::SHUT_WR);
+    conn.shared.shut_down(std::net::Shutdown::Write);
     Next::Close
 }
 
@@ -693,13 +697,10 @@ mod tests {
         engine: &Arc<Engine>,
         limits: &Arc<Limits>,
     ) -> NewConnection {
-        limits
-            .open
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         NewConnection {
             stream,
             engine: engine.clone(),
-            open: OpenConnection(limits.clone()),
+            open: OpenConnection::new(limits.clone()),
         }
     }
 
@@ -817,8 +818,7 @@ mod tests {
             clients.push(client);
         }
         let token = |event_loop: &EventLoop, index: usize| {
-            let generation = event_loop.conns[index].as_ref().unwrap().0;
-            (u64::from(generation) << 32) | index as u64
+            token_of(event_loop.conns[index].as_ref().unwrap().0, index)
         };
         let readable = |token| Event {
             token,

@@ -217,6 +217,13 @@ impl Limits {
 /// Counts a connection open for as long as it lives.
 struct OpenConnection(Arc<Limits>);
 
+impl OpenConnection {
+    fn new(limits: Arc<Limits>) -> Self {
+        limits.open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(limits)
+    }
+}
+
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::Relaxed);
@@ -288,12 +295,11 @@ pub async fn serve(
                         continue;
                     }
                 };
-                limits.open.fetch_add(1, Ordering::Relaxed);
                 log::debug!("tcp connection from {peer}");
                 loops.hand_over(NewConnection {
                     stream,
                     engine: engine.clone(),
-                    open: OpenConnection(limits.clone()),
+                    open: OpenConnection::new(limits.clone()),
                 });
             }
             Err(e) => {
